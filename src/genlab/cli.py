@@ -1,0 +1,166 @@
+"""The ``genlab`` command line: one subcommand per verb, each a thin layer over the Python API.
+
+Bad input (``GenlabError``) prints one line and exits with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import genlab
+from genlab.errors import GenlabError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train, generate, evaluate and release generative models on your own machine.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Datasets genlab knows.")
+app.add_typer(data_app, name="data")
+out = Console()
+err = Console(stderr=True)
+
+
+@app.command()
+def train(
+    family: Annotated[str, typer.Argument(help="model family, e.g. gpt")],
+    data: Annotated[str, typer.Option("--data", help="dataset name (genlab data list) or a path")],
+    out_: Annotated[Optional[Path], typer.Option("--out", help="run folder (default runs/FAMILY-DATA-TIME)")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with [model], [data], [train]")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. train.max_steps=500")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its checkpoint")] = False,
+) -> None:
+    """Train a model and write a run folder."""
+    if resume and out_ is None:
+        raise GenlabError("--resume needs --out RUN, the run to continue")
+    run = genlab.train(family, data, out=out_, config_file=config, overrides=set_ or (), resume=resume, progress=True)
+    s = run.summary()
+    err.print(f"[bold green]done[/]: {s['steps']} steps, best validation loss {s['best_val_loss']:.4f}, "
+              f"{s['wall_s']:.0f} s; run in [bold]{run.path}[/]")
+    err.print(f"next: genlab sample {run.path} --prompt '...'   genlab eval {run.path}")
+
+
+@app.command()
+def sample(
+    run: Annotated[Path, typer.Argument(help="run folder")],
+    prompt: Annotated[str, typer.Option(help="text to continue (empty: start a new document)")] = "",
+    n: Annotated[int, typer.Option("--n", help="number of samples; with 1 the text streams as it comes")] = 1,
+    max_new_tokens: Annotated[int, typer.Option(help="tokens to generate per sample")] = 200,
+    temperature: Annotated[float, typer.Option(help="0 = greedy; higher = more random")] = 0.8,
+    top_k: Annotated[Optional[int], typer.Option(help="sample among the k most likely tokens")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="sample within the smallest set of this probability")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="the same seed gives the same text")] = None,
+) -> None:
+    """Generate from a trained run."""
+    r = genlab.load(run)
+    kwargs = dict(prompt=prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                  seed=seed)
+    if n == 1:
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+
+        def stream(piece: str) -> None:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+
+        r.sample(1, on_text=stream, **kwargs)
+        sys.stdout.write("\n")
+        return
+    for i, text in enumerate(r.sample(n, **kwargs)):
+        out.rule(f"sample {i + 1}", style="dim")
+        out.print(prompt + text, markup=False, highlight=False)
+
+
+@app.command("eval")
+def eval_(
+    run: Annotated[Path, typer.Argument(help="run folder")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    max_tokens: Annotated[int, typer.Option(help="evaluate on at most this many tokens (0 = all)")] = 0,
+) -> None:
+    """Evaluate a run on its held-out split."""
+    report = genlab.load(run).evaluate(max_tokens=max_tokens)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"{report['family']} on {report['dataset']} (held-out split)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in report.items():
+        if k not in ("run", "family", "dataset"):
+            table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    out.print(table)
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="run folder")],
+    dest: Annotated[Path, typer.Argument(help="new folder for the Hugging Face files")],
+) -> None:
+    """Write a folder that plain transformers loads (from_pretrained)."""
+    path = genlab.load(run).export(dest)
+    err.print(f"exported to [bold]{path}[/]: AutoModelForCausalLM.from_pretrained('{path}')")
+
+
+@app.command()
+def runs(folder: Annotated[Path, typer.Argument(help="folder holding runs")] = Path("runs")) -> None:
+    """List runs: family, dataset, steps, best validation loss, wall time."""
+    rows = genlab.list_runs(folder)
+    table = Table(title=f"runs in {folder}")
+    for col in ("run", "family", "dataset", "steps", "best val loss", "wall time", "resumable"):
+        table.add_column(col, justify="right" if col in ("steps", "best val loss", "wall time") else "left")
+    for r in rows:
+        best = "-" if math.isnan(r["best_val_loss"]) else f"{r['best_val_loss']:.4f}"
+        table.add_row(r["run"], r["family"], r["dataset"], f"{r['steps']}/{r['max_steps']}", best,
+                      _duration(r["wall_s"]), "yes" if r["resumable"] else "no")
+    out.print(table if rows else f"no runs in {folder}")
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """Datasets by name: modality, size, installed or not, licence."""
+    table = Table(title="datasets (any path to your own files works too)")
+    for col in ("name", "modality", "size", "installed", "licence", "description"):
+        table.add_column(col)
+    for d in genlab.list_datasets():
+        installed = "yes" if d.installed() else f"no: {d.install}"
+        table.add_row(d.name, d.modality, d.size, installed, d.licence, d.description)
+    out.print(table)
+
+
+@app.command()
+def demo(
+    out_: Annotated[Path, typer.Option("--out", help="run folder")] = Path("runs/demo"),
+    minutes: Annotated[float, typer.Option(help="training budget in minutes")] = 4.0,
+) -> None:
+    """Train a small GPT on Shakespeare for a few minutes, then evaluate and sample it."""
+    from genlab.demo import run_demo
+
+    run_demo(out_, minutes=minutes, console=err)
+
+
+def _duration(s: float) -> str:
+    return f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
+
+
+def main() -> None:
+    try:
+        app()
+    except GenlabError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; a checkpoint was saved where training stopped: continue with --resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""``genlab demo``: a small GPT on Shakespeare in a few minutes, then its figures and three samples."""
+
+from __future__ import annotations
+
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+
+from genlab.api import train
+from genlab.errors import GenlabError
+
+PROMPTS = ("ROMEO:\n", "To be, or not", "KING HENRY:\nWhat news")
+
+
+def run_demo(out: Path, *, minutes: float, console: Console) -> None:
+    if out.exists():
+        if not (out / "config.toml").exists():
+            raise GenlabError(f"{out} exists and is not a genlab run; choose another --out")
+        shutil.rmtree(out)  # the demo's own folder: each demo starts afresh
+    config = resources.files("genlab") / "configs" / "demo.toml"
+    console.print(f"[bold]genlab demo[/]: training a GPT on Shakespeare for about {minutes:g} minutes ...")
+    with resources.as_file(config) as cfg:
+        run = train("gpt", "shakespeare", out=out, config_file=cfg, overrides=[f"train.max_minutes={minutes}"],
+                    progress=True)
+    report = run.evaluate(max_tokens=100_000)
+    console.print(
+        f"\nvalidation: [bold]{report['bits_per_char']:.3f} bits per character[/] "
+        f"(loss {report['val_loss']:.3f} nats; a model with no context scores {report['unigram_entropy']:.2f})\n"
+    )
+    for prompt, text in zip(PROMPTS, run.sample(1, prompt=PROMPTS[0], max_new_tokens=250, seed=0) +
+                            run.sample(1, prompt=PROMPTS[1], max_new_tokens=250, seed=1) +
+                            run.sample(1, prompt=PROMPTS[2], max_new_tokens=250, seed=2)):
+        console.rule(style="dim")
+        console.print(prompt + text, markup=False, highlight=False)
+    console.rule(style="dim")
+    console.print(f"\nthe run is in [bold]{out}[/] (loss curve: {out / 'loss.png'}). Try next:")
+    for line in (
+        f"genlab sample {out} --prompt 'JULIET:' --temperature 0.7 --seed 3",
+        f"genlab eval {out}",
+        f"genlab train gpt --data {out} --out {out} --resume --set train.max_steps=6000   # train longer",
+        "genlab train gpt --data pycode --set data.tokenizer=bpe --out runs/code   # a code model",
+        f"genlab export {out} exported-demo   # load it with transformers",
+    ):
+        console.print(f"  {line}", markup=False, highlight=False)

@@ -1,0 +1,229 @@
+"""GPT: a decoder-only Transformer language model (transformers' GPT-2 architecture), trained from scratch.
+
+Works on any text corpus with a character or byte-level BPE tokenizer. Defaults are nanoGPT's CPU-sized "baby"
+model; ``configs/shakespeare-char.toml`` holds the 10.7 M-parameter shakespeare_char shape.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from genlab.data.tokenizers import eot_id, load_tokenizer
+from genlab.data.tokens import TextData, TextDataConfig, prepare_text
+from genlab.errors import GenlabError
+from genlab.files import atomic_write_bytes
+from genlab.models.base import Family, Phase
+from genlab.sample.text import generate_ids
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Shape of the network. The vocabulary size comes from the tokenizer."""
+
+    n_layer: int = 4  # Transformer blocks
+    n_head: int = 4  # attention heads per block (n_embd must divide by it)
+    n_embd: int = 128  # width of the residual stream
+    block_size: int = 64  # context length in tokens (training examples and the sampling window)
+    dropout: float = 0.0  # dropout on embeddings, attention and residuals (0.2 helps small corpora)
+    activation: Literal["gelu_pytorch_tanh", "gelu_new", "gelu", "relu"] = "gelu_pytorch_tanh"  # MLP activation; gelu_new is GPT-2's original, slower on CPU
+
+    def validate(self) -> None:
+        for k in ("n_layer", "n_head", "n_embd", "block_size"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"model.{k} must be at least 1, got {getattr(self, k)}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"model.n_embd ({self.n_embd}) must be a multiple of model.n_head ({self.n_head})")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+class GPT(Family):
+    name = "gpt"
+    modality = "text"
+    Config = GPTConfig
+    unit = "tok"
+
+    # -- data -----------------------------------------------------------------------------------------------------
+    @staticmethod
+    def data_config_class() -> type:
+        return TextDataConfig
+
+    @staticmethod
+    def prepare_data(source: Any, data_config: TextDataConfig, folder: Path) -> TextData:
+        return prepare_text(source, data_config, folder)
+
+    @staticmethod
+    def load_data(data_config: TextDataConfig, folder: Path) -> TextData:
+        return TextData(load_tokenizer(folder.parent / "tokenizer.json"), folder)
+
+    # -- networks -------------------------------------------------------------------------------------------------
+    def build(self, data: TextData, *, seed: int) -> None:
+        data.block_size = self.config.block_size
+        data.check_block(self.config.block_size)
+        self.tokenizer_ = data.tokenizer
+        self.vocab_size_ = data.vocab_size
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = GPT2LMHeadModel(self.hf_config())  # weights drawn as GPT-2 does (N(0, 0.02), scaled c_proj)
+        self.networks_ = {"model": model.train()}
+
+    def hf_config(self, *, attn: str = "sdpa") -> GPT2Config:
+        c, eot = self.config, eot_id(self.tokenizer_)
+        return GPT2Config(
+            vocab_size=self.vocab_size_,
+            n_positions=c.block_size,
+            n_embd=c.n_embd,
+            n_layer=c.n_layer,
+            n_head=c.n_head,
+            activation_function=c.activation,
+            resid_pdrop=c.dropout,
+            embd_pdrop=c.dropout,
+            attn_pdrop=c.dropout,
+            bos_token_id=eot,
+            eos_token_id=eot,
+            attn_implementation=attn,
+        )
+
+    def architecture(self) -> dict[str, Any]:
+        arch = super().architecture()
+        arch.pop("dropout")  # dropout changes training, not the weights' shapes or meaning
+        return {**arch, "vocab_size": self.vocab_size_}
+
+    @property
+    def model_(self) -> GPT2LMHeadModel:
+        return self.networks_["model"]
+
+    # -- training -------------------------------------------------------------------------------------------------
+    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch  # (B, T), (B, T)
+        logits = self.model_(input_ids=x).logits  # (B, T, V)
+        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1))
+
+    def phases(self, data: TextData) -> list[Phase]:
+        def loss(batch):
+            value = self._loss(batch)
+            return value, {"train_loss": float(value.detach())}
+
+        return [Phase("model", loss)]
+
+    def batch_units(self, batch) -> int:
+        return batch[0].numel()
+
+    @torch.no_grad()
+    def validation_loss(self, batch) -> float:
+        return float(self._loss(batch))
+
+    def preview(self, step: int, folder: Path) -> None:
+        text = self.sample(1, max_new_tokens=200, seed=step)[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(folder / f"step-{step}.txt", text.encode("utf-8"))
+
+    def evaluate(self, data: TextData, *, max_tokens: int = 0, batch_size: int = 16) -> dict[str, float]:
+        """Validation loss, perplexity and bits per character, beside the unigram baseline."""
+        from genlab.evaluate.text import evaluate_lm, unigram_entropy
+
+        report = evaluate_lm(self.model_, data, batch_size=batch_size, max_tokens=max_tokens)
+        return {**report, "unigram_entropy": unigram_entropy(data), "n_params": self.n_params}
+
+    # -- sampling -------------------------------------------------------------------------------------------------
+    def encode_prompt(self, prompt: str) -> list[int]:
+        ids = self.tokenizer_.encode(prompt).ids if prompt else [eot_id(self.tokenizer_)]
+        if len(ids) > self.config.block_size:
+            raise GenlabError(
+                f"the prompt is {len(ids)} tokens, longer than the model's context of {self.config.block_size}; "
+                "shorten it"
+            )
+        return ids
+
+    def sample(
+        self,
+        n: int = 1,
+        *,
+        prompt: str = "",
+        max_new_tokens: int = 200,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        on_text: Any = None,
+    ) -> list[str]:
+        """Generate ``n`` continuations of ``prompt``; the same seed gives the same text.
+
+        ``on_text(piece)`` receives the first continuation as it is generated (for streaming).
+        """
+        _check_sampling(n, max_new_tokens, temperature, top_k, top_p)
+        was_training = self.model_.training
+        self.model_.eval()
+        stream = _Streamer(self.tokenizer_, on_text) if on_text else None
+        try:
+            ids = generate_ids(
+                self.model_,
+                self.encode_prompt(prompt),
+                n=n,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                seed=seed,
+                stop_id=eot_id(self.tokenizer_),
+                on_token=stream.push if stream else None,
+            )
+        finally:
+            self.model_.train(was_training)
+        return [self.tokenizer_.decode(row) for row in ids]
+
+    # -- saving ---------------------------------------------------------------------------------------------------
+    def extra_files(self, folder: Path) -> None:
+        atomic_write_bytes(folder / "tokenizer.json", self.tokenizer_.to_str().encode("utf-8"))
+
+    def export_hf(self, folder: Path) -> None:
+        """A folder that plain ``AutoModelForCausalLM`` and ``PreTrainedTokenizerFast`` load."""
+        from transformers import PreTrainedTokenizerFast
+
+        model = GPT2LMHeadModel(self.hf_config())
+        model.load_state_dict(self.model_.state_dict())
+        model.save_pretrained(folder)
+        eot = "<|endoftext|>"
+        tok = PreTrainedTokenizerFast(tokenizer_object=self.tokenizer_, bos_token=eot, eos_token=eot)
+        tok.model_max_length = self.config.block_size
+        tok.save_pretrained(folder)
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model_.parameters())
+
+
+def _check_sampling(n, max_new_tokens, temperature, top_k, top_p) -> None:
+    if n < 1:
+        raise GenlabError(f"--n must be at least 1, got {n}")
+    if max_new_tokens < 1:
+        raise GenlabError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    if temperature < 0 or math.isnan(temperature):
+        raise GenlabError(f"--temperature must be 0 (greedy) or positive, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise GenlabError(f"--top-k must be at least 1, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise GenlabError(f"--top-p must be in (0, 1], got {top_p}")
+
+
+class _Streamer:
+    """Turns token ids into text pieces as they come; a byte-level token may end inside a UTF-8 character."""
+
+    def __init__(self, tokenizer, on_text) -> None:
+        self.tok, self.on_text, self.ids, self.sent = tokenizer, on_text, [], 0
+
+    def push(self, token: int) -> None:
+        self.ids.append(token)
+        text = self.tok.decode(self.ids)
+        if text.endswith("\ufffd"):  # incomplete character: wait for the next token
+            return
+        if len(text) > self.sent:
+            self.on_text(text[self.sent :])
+            self.sent = len(text)
