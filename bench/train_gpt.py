@@ -5,12 +5,13 @@ For each shape (nanoGPT's "shakespeare_char" and CPU "baby") it times optimizer 
             forward / F.cross_entropy / backward / step on random batches from the token memmap (nanoGPT style);
   * genlab: ``genlab.models.gpt.GPT`` driven by ``genlab.train.loop.Trainer`` (fp32; bf16 too where the CPU has
             AMX/AVX512-BF16; ``--compile`` adds train.compile=True), on the same prepared ``TextData``.
-Both use the same dropout and thread count. Warm-up steps are not timed; each variant is measured in ``--rounds``
-rounds whose order alternates (A B, B A, ...), and ms/step is the median over all timed steps, so the ratio
-genlab/plain comes from the same run. MFU = (6 N + 12 L T C) * tokens/s / peak, with N the non-embedding
+Both use the same dropout and thread count. The two are interleaved step by step: genlab's Trainer runs, and
+after each of its steps its callback runs one plain step, so both see the same machine (other processes, thermal
+state). Warm-up steps are not timed; ms/step is the median of the timed steps and each genlab row's speed-up is
+against the plain steps interleaved with it. MFU = (6 N + 12 L T C) * tokens/s / peak, with N the non-embedding
 parameter count (nanoGPT's estimate) and peak a 2048^3 matmul rate measured here in the precision under test.
 
-Reproduce: ``python bench/train_gpt.py`` (about 6-8 min on 2 cores); ``--compile`` adds torch.compile runs.
+Reproduce: ``python bench/train_gpt.py`` (about 6-8 min on 2 idle cores); ``--compile`` adds torch.compile runs.
 Results: a table on stdout and JSON in bench/results/train_gpt.json.
 """
 
@@ -18,9 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import sys
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,55 +58,67 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 3) -> float:
     return 2 * n**3 / best
 
 
-def flops_per_token(model: torch.nn.Module, L: int, C: int, T: int) -> tuple[int, float]:
+def flops_per_token(model: torch.nn.Module, L: int, C: int, T: int) -> dict:
     n = sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()  # nanoGPT's non-embedding N
-    return n, 6 * n + 12 * L * T * C
+    return {"n_params_nonembed": n, "flops_per_token": 6 * n + 12 * L * T * C}
 
 
-def time_plain(data: TextData, shape: tuple, warmup: int, steps: int, seed: int) -> tuple[list[float], dict]:
-    L, H, C, T, B, dropout, lr, *_ = shape
-    torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=data.vocab_size, n_positions=T, n_embd=C, n_layer=L, n_head=H,
-                     resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout)  # activation: gelu_new default
-    model = GPT2LMHeadModel(cfg).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    arr = data.arrays["train"]
-    times = [time.perf_counter()]
-    for _ in range(warmup + steps):
-        ix = torch.randint(len(arr) - T, (B,)).tolist()
-        xy = torch.from_numpy(np.stack([arr[i : i + T + 1].astype(np.int64) for i in ix]))
+class PlainLoop:
+    """The reference: transformers defaults (gelu_new), fp32, default (non-fused) AdamW, nanoGPT-style batches."""
+
+    def __init__(self, data: TextData, shape: tuple, seed: int) -> None:
+        L, H, C, T, B, dropout, lr, *_ = shape
+        self.arr, self.T, self.B = data.arrays["train"], T, B
+        self.gen = torch.Generator().manual_seed(seed)
+        cfg = GPT2Config(vocab_size=data.vocab_size, n_positions=T, n_embd=C, n_layer=L, n_head=H,
+                         resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout, bos_token_id=None,
+                         eos_token_id=None)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.model = GPT2LMHeadModel(cfg).train()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr)
+        self.info = {**flops_per_token(self.model, L, C, T), "attn": self.model.config._attn_implementation,
+                     "activation": cfg.activation_function}
+
+    def step(self) -> float:
+        ix = torch.randint(len(self.arr) - self.T, (self.B,), generator=self.gen).tolist()
+        xy = torch.from_numpy(np.stack([self.arr[i : i + self.T + 1].astype(np.int64) for i in ix]))
         x, y = xy[:, :-1], xy[:, 1:]
-        logits = model(input_ids=x).logits
+        logits = self.model(input_ids=x).logits
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        loss.item()
-        times.append(time.perf_counter())
-    n, fpt = flops_per_token(model, L, C, T)
-    info = {"n_params_nonembed": n, "flops_per_token": fpt, "attn": model.config._attn_implementation,
-            "activation": cfg.activation_function}
-    return np.diff(times[warmup:]).tolist(), info
+        self.opt.step()
+        return loss.item()
 
 
-def time_genlab(data: TextData, shape: tuple, warmup: int, steps: int, seed: int, precision: str,
-                compile_: bool) -> tuple[list[float], dict]:
+def time_pair(data: TextData, shape: tuple, warmup: int, steps: int, precision: str, compile_: bool,
+              seed: int = 1337) -> tuple[list[float], list[float], dict]:
+    """Run genlab's Trainer; after each of its steps, its callback runs one plain step. Returns both step times."""
     L, H, C, T, B, dropout, lr, *_ = shape
+    plain = PlainLoop(data, shape, seed)
     fam = GPT(GPTConfig(n_layer=L, n_head=H, n_embd=C, block_size=T, dropout=dropout))
     fam.build(data, seed=seed)
-    times: list[float] = []
-    # One extra, untimed step at the end: the loop validates (and would checkpoint) after its last step, before
-    # the callbacks run, so the last interval is not a pure training step.
-    train = TrainConfig(seed=seed, max_steps=warmup + steps + 1, batch_size=B, lr=lr, min_lr=lr / 10,
-                        warmup_steps=warmup, precision=precision, compile=compile_, eval_every=10**9,
-                        eval_batches=1, log_every=10, checkpoint_every=10**9)
-    Trainer(fam, data, train, run_dir=None, progress=False,
-            callbacks=[lambda tr, step, logs: times.append(time.perf_counter())]).run()
-    # times[k] is taken after step k+1; intervals after the warm-up steps, dropping the extra last one
-    n, fpt = flops_per_token(fam.model_, L, C, T)
-    info = {"n_params_nonembed": n, "flops_per_token": fpt, "attn": fam.model_.config._attn_implementation,
+    marks: list[tuple[float, float]] = []  # (end of genlab step k+1, end of the plain step after it)
+    # One extra genlab step at the end, untimed: after its last step the loop validates before the callbacks run.
+    max_steps = warmup + steps + 1
+
+    def interleave(trainer, step, logs) -> None:
+        t = time.perf_counter()
+        if step < max_steps:
+            plain.step()
+        marks.append((t, time.perf_counter()))
+
+    train = TrainConfig(seed=seed, max_steps=max_steps, batch_size=B, lr=lr, min_lr=lr / 10, warmup_steps=warmup,
+                        precision=precision, compile=compile_, eval_every=10**9, eval_batches=1, log_every=10,
+                        checkpoint_every=10**9)
+    Trainer(fam, data, train, run_dir=None, progress=False, callbacks=[interleave]).run()
+    timed = range(warmup, warmup + steps)  # genlab steps warmup+1 .. warmup+steps and the plain steps after them
+    genlab_dts = [marks[k][0] - marks[k - 1][1] for k in timed]
+    plain_dts = [marks[k][1] - marks[k][0] for k in timed]
+    info = {**flops_per_token(fam.model_, L, C, T), "attn": fam.model_.config._attn_implementation,
             "activation": fam.config.activation}
-    return np.diff(times[warmup - 1 : warmup + steps]).tolist(), info
+    return genlab_dts, plain_dts, {"genlab": info, "plain": plain.info}
 
 
 def _cpu_name() -> str:
@@ -117,9 +131,8 @@ def _cpu_name() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, help="timed steps per variant and round (default: per shape)")
-    ap.add_argument("--warmup", type=int, help="untimed warm-up steps per measurement (default: per shape, >= 1)")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per variant (default 2)")
+    ap.add_argument("--steps", type=int, help="timed steps per variant (default: per shape)")
+    ap.add_argument("--warmup", type=int, help="untimed warm-up steps per variant, >= 1 (default: per shape)")
     ap.add_argument("--shapes", default="baby,shakespeare_char", help="comma-separated: " + ",".join(SHAPES))
     ap.add_argument("--compile", action="store_true", help="also time genlab with train.compile=True")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_gpt.json")
@@ -128,13 +141,13 @@ def main() -> None:
     for s in shapes:
         if s not in SHAPES:
             ap.error(f"unknown shape {s!r}; choose from {', '.join(SHAPES)}")
-    torch.manual_seed(0)
-    fast_bf16 = cpu_has_fast_bf16()
-    notes = []
+    fast_bf16, notes, load0 = cpu_has_fast_bf16(), [], os.getloadavg()
+    if load0[0] > 0.5:
+        notes.append(f"1-min load average was {load0[0]:.1f} at start: other processes share the CPU")
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 2048^3 matmul peak: "
           f"fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s", flush=True)
-    variants = [("plain", "fp32", False), ("genlab", "fp32", False)]
+    variants = [("genlab", "fp32", False)]  # each is timed step-interleaved with its own plain loop
     if fast_bf16:
         variants.append(("genlab", "bf16", False))
     else:
@@ -147,50 +160,41 @@ def main() -> None:
         for name in shapes:
             shape = SHAPES[name]
             L, H, C, T, B = shape[:5]
-            warmup = max(1, args.warmup if args.warmup is not None else shape[7])
             steps = args.steps or shape[8]
-            if any(c for *_, c in variants):
-                warmup = max(warmup, 2)  # the first compiled step compiles, the second may recompile
-            data.block_size = T
-            per_step: dict[int, list[float]] = {i: [] for i in range(len(variants))}
-            infos: dict[int, dict] = {}
-            for r in range(args.rounds):
-                order = range(len(variants)) if r % 2 == 0 else reversed(range(len(variants)))
-                for i in order:
-                    label, prec, comp = variants[i]
-                    t0 = time.perf_counter()
-                    if label == "plain":
-                        dts, info = time_plain(data, shape, warmup, steps, seed=1337 + r)
-                    else:
-                        dts, info = time_genlab(data, shape, warmup, steps, 1337 + r, prec, comp)
-                    per_step[i] += dts
-                    infos[i] = info
-                    print(f"  {name} round {r + 1} {label} {prec}: median {1e3 * statistics.median(dts):.1f} "
-                          f"ms/step ({time.perf_counter() - t0:.0f} s incl. warm-up)", flush=True)
-            base_ms = 1e3 * statistics.median(per_step[0])
-            for i, (label, prec, comp) in enumerate(variants):
-                ms = 1e3 * statistics.median(per_step[i])
-                tok_s = B * T / (ms / 1e3)
-                mfu = infos[i]["flops_per_token"] * tok_s / peaks[prec]
-                rows.append({"shape": name, "variant": label, "precision": prec, "compile": comp,
-                             "n_layer": L, "n_head": H, "n_embd": C, "block_size": T, "batch_size": B,
-                             "dropout": shape[5], "vocab_size": data.vocab_size, "warmup_steps": warmup,
-                             "timed_steps": len(per_step[i]), "ms_per_step": ms,
-                             "ms_per_step_min": 1e3 * min(per_step[i]), "ms_per_step_max": 1e3 * max(per_step[i]),
-                             "tokens_per_s": tok_s, "mfu": mfu, "speedup_vs_plain": base_ms / ms,
-                             **infos[i], "step_times_s": per_step[i]})
+            plain_all: list[float] = []
+            for label, prec, comp in variants:
+                warmup = max(1, args.warmup if args.warmup is not None else shape[7], 2 if comp else 1)
+                t0 = time.perf_counter()
+                g_dts, p_dts, info = time_pair(data, shape, warmup, steps, prec, comp)
+                plain_all += p_dts
+                g_ms, p_ms = 1e3 * statistics.median(g_dts), 1e3 * statistics.median(p_dts)
+                print(f"  {name} {label} {prec}: {g_ms:.1f} ms/step, plain {p_ms:.1f} ms/step "
+                      f"({time.perf_counter() - t0:.0f} s incl. warm-up)", flush=True)
+                for variant, dts, ms in (("plain", p_dts, p_ms), (label, g_dts, g_ms)):
+                    v_prec = "fp32" if variant == "plain" else prec
+                    i = info["plain" if variant == "plain" else "genlab"]
+                    tok_s = B * T / (ms / 1e3)
+                    rows.append({"shape": name, "variant": variant, "precision": v_prec, "compile": comp and variant != "plain",
+                                 "paired_with": f"{label} {prec}", "n_layer": L, "n_head": H, "n_embd": C,
+                                 "block_size": T, "batch_size": B, "dropout": shape[5], "vocab_size": data.vocab_size,
+                                 "warmup_steps": warmup, "timed_steps": len(dts), "ms_per_step": ms,
+                                 "ms_per_step_min": 1e3 * min(dts), "ms_per_step_max": 1e3 * max(dts),
+                                 "tokens_per_s": tok_s, "mfu": i["flops_per_token"] * tok_s / peaks[v_prec],
+                                 "speedup_vs_plain": p_ms / ms, **i, "step_times_s": dts})
     header = f"{'shape':<17}{'variant':<16}{'prec':<6}{'tokens/s':>10}{'ms/step':>10}{'MFU':>8}{'vs plain':>10}"
     print("\n" + header + "\n" + "-" * len(header))
     for r in rows:
         print(f"{r['shape']:<17}{r['variant']:<16}{r['precision']:<6}{r['tokens_per_s']:>10,.0f}"
               f"{r['ms_per_step']:>10.1f}{100 * r['mfu']:>7.1f}%{r['speedup_vs_plain']:>9.2f}x")
+    notes.append(f"1-min load average at the end: {os.getloadavg()[0]:.1f}")
     for n in notes:
         print("note:", n)
+    print("note: each genlab row's 'vs plain' uses plain steps interleaved with it (step by step), in the same run")
     result = {
-        "benchmark": "train_gpt", "command": " ".join(["python", *sys.argv]), "args": {k: str(v) for k, v in vars(args).items()},
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": _cpu_name(),
-        "cpu_fast_bf16": fast_bf16, "matmul_peak_flops": peaks, "notes": notes, "rows": rows,
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "benchmark": "train_gpt", "command": " ".join(["python", *sys.argv]),
+        "args": {k: str(v) for k, v in vars(args).items()}, "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "cpu": _cpu_name(), "cpu_fast_bf16": fast_bf16,
+        "matmul_peak_flops": peaks, "notes": notes, "rows": rows, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

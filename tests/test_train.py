@@ -131,3 +131,12 @@ def test_global_rng_is_untouched(tmp_path, corpus_file):
     genlab.train("gpt", str(corpus_file), out=tmp_path / "r", overrides=TINY + ["train.max_steps=3",
                                                                                "model.dropout=0.1"])
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_bf16_autocast_trains(tmp_path, corpus_file):
+    # bf16 is slow without AMX, so only a few steps: the path must run and learn, whatever the CPU
+    run = genlab.train("gpt", str(corpus_file), out=tmp_path / "r",
+                       overrides=TINY + ["train.max_steps=30", "train.precision=bf16", "train.eval_every=30"])
+    summary = json.loads((run.path / "summary.json").read_text())
+    assert summary["precision"] == "bf16" and summary["val_loss"] < 3.6
+    assert all(p.dtype == torch.float32 for p in run.model.model_.parameters())  # master weights stay fp32

@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import AttentionInterface, GPT2Config, GPT2LMHeadModel
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from genlab.data.tokenizers import eot_id, load_tokenizer
 from genlab.data.tokens import TextData, TextDataConfig, prepare_text
@@ -21,6 +22,25 @@ from genlab.errors import GenlabError
 from genlab.files import atomic_write_bytes
 from genlab.models.base import Family, Phase
 from genlab.sample.text import generate_ids
+
+
+def _sdpa_fp32_on_cpu(module, query, key, value, attention_mask, **kwargs):
+    """SDPA with the attention itself in fp32 when autocast hands it bf16 on a CPU.
+
+    Measured on an AMX CPU (torch 2.13): bf16 fused attention is about 4x slower than fp32 at head size 32, which
+    made bf16 training of a small model slower than fp32; keeping attention in fp32 and the matrix products
+    around it in bf16 made it 1.3x faster than fp32. On CUDA, bf16 attention is fast and is left alone.
+    """
+    if query.device.type == "cpu" and query.dtype == torch.bfloat16:
+        with torch.autocast("cpu", enabled=False):
+            out, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(),
+                                                  attention_mask, **kwargs)
+        return out.to(torch.bfloat16), weights
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+AttentionInterface.register("genlab_sdpa", _sdpa_fp32_on_cpu)
+TRAIN_ATTENTION = "genlab_sdpa"  # export writes plain "sdpa", so exported folders need no genlab
 
 
 @dataclass(frozen=True)
@@ -71,7 +91,7 @@ class GPT(Family):
         self.vocab_size_ = data.vocab_size
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = GPT2LMHeadModel(self.hf_config())  # weights drawn as GPT-2 does (N(0, 0.02), scaled c_proj)
+            model = GPT2LMHeadModel(self.hf_config(attn=TRAIN_ATTENTION))  # weights drawn as GPT-2 does (N(0, 0.02), scaled c_proj)
         self.networks_ = {"model": model.train()}
 
     def hf_config(self, *, attn: str = "sdpa") -> GPT2Config:
