@@ -1,7 +1,7 @@
 """Generation speed: genlab's static-KV-cache sampler against transformers' ``model.generate()``, in one run.
 
 Measures tokens/s (new tokens of all rows per wall-clock second) for ``--new-tokens`` (256) new tokens after a
-16-token prompt, at batch 1 and batch 16, on a 4-layer / 4-head / 128-wide char-level GPT2LMHeadModel
+16-token prompt, at batch 1 and batch 16 (ms/token = wall time per decoding step, all rows together), on a 4-layer / 4-head / 128-wide char-level GPT2LMHeadModel
 (n_positions 512, gelu_pytorch_tanh, vocab 86). Rows:
 
 * greedy: ``genlab.sample.text.generate_ids(temperature=0)`` vs ``model.generate(do_sample=False, use_cache=True)``;
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -124,7 +125,7 @@ def main() -> None:
     assert len(prompt) + args.new_tokens <= model.config.n_positions, "raise n_positions or lower --new-tokens"
     default_threads = torch.get_num_threads()
     thread_settings = [default_threads] + ([] if args.no_single_thread or default_threads == 1 else [1])
-    rows, t0 = [], time.perf_counter()
+    rows, t0, load0 = [], time.perf_counter(), os.getloadavg()[0]
     for threads in thread_settings:
         torch.set_num_threads(threads)
         for batch in [int(b) for b in args.batches.split(",")]:
@@ -149,7 +150,8 @@ def main() -> None:
             "model": {k: getattr(model.config, k) for k in
                       ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "activation_function")},
             "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version(), "machine": platform.machine(),
+            "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "loadavg_1min_start_end": [load0, os.getloadavg()[0]],
             "wall_s": round(time.perf_counter() - t0, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

@@ -34,33 +34,49 @@ class KVDecoder:
         self.k = torch.zeros(shape, dtype=p.dtype, device=p.device)  # (L, B, H, T_max, D)
         self.v = torch.zeros(shape, dtype=p.dtype, device=p.device)
         self.pos = 0  # tokens in the cache
+        # Every weight fetched once: nn.Module attribute chains cost ~100 us per token on a 4-layer model.
+        tr = model.transformer
+        self.wte, self.wpe = tr.wte.weight, tr.wpe.weight
+        self.ln_f = (tr.ln_f.weight, tr.ln_f.bias)
+        self.head_t = model.lm_head.weight.t()  # (C, V) view
+        self.layers = [
+            (b.ln_1.weight, b.ln_1.bias, b.attn.c_attn.weight, b.attn.c_attn.bias, b.attn.c_proj.weight,
+             b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias, b.mlp.c_fc.weight, b.mlp.c_fc.bias,
+             b.mlp.c_proj.weight, b.mlp.c_proj.bias, self.k[i], self.v[i])
+            for i, b in enumerate(tr.h)
+        ]
+        if cfg.activation_function == "gelu_pytorch_tanh":  # skip the module call (same kernel)
+            self.act = lambda t: F.gelu(t, approximate="tanh")
 
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Append ``ids`` (B, T) to the cache; return the logits of the last position (B, V)."""
-        tr = self.model.transformer
+        return self.step(ids)
+
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
+        """``forward`` for a caller already in inference mode (no per-token context switch)."""
         B, T = ids.shape
+        C, H, D, eps = self.C, self.H, self.D, self.eps
         p0, p1 = self.pos, self.pos + T
-        x = tr.wte(ids) + tr.wpe.weight[p0:p1]  # (B, T, C)
-        for i, blk in enumerate(tr.h):
+        causal = T > 1 and p0 == 0  # a multi-token chunk only ever comes at position 0
+        x = F.embedding(ids, self.wte) + self.wpe[p0:p1]  # (B, T, C)
+        for l1w, l1b, aw, ab, pw, pb, l2w, l2b, fw, fb, mw, mb, kc, vc in self.layers:
             # 1. attention over everything cached so far
-            a = F.layer_norm(x, (self.C,), blk.ln_1.weight, blk.ln_1.bias, self.eps)
-            qkv = torch.addmm(blk.attn.c_attn.bias, a.view(B * T, self.C), blk.attn.c_attn.weight)  # (B*T, 3C)
-            q, k, v = qkv.view(B, T, 3, self.H, self.D).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
-            self.k[i, :, :, p0:p1] = k
-            self.v[i, :, :, p0:p1] = v
-            y = F.scaled_dot_product_attention(
-                q, self.k[i, :, :, :p1], self.v[i, :, :, :p1], is_causal=T > 1 and p0 == 0
-            )  # (B, H, T, D); a multi-token chunk only ever comes at position 0
-            y = y.transpose(1, 2).reshape(B * T, self.C)
-            x = x + torch.addmm(blk.attn.c_proj.bias, y, blk.attn.c_proj.weight).view(B, T, self.C)
+            a = F.layer_norm(x, (C,), l1w, l1b, eps)
+            qkv = torch.addmm(ab, a.view(B * T, C), aw)  # (B*T, 3C)
+            q, k, v = qkv.view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
+            kc[:, :, p0:p1] = k
+            vc[:, :, p0:p1] = v
+            y = F.scaled_dot_product_attention(q, kc[:, :, :p1], vc[:, :, :p1], is_causal=causal)  # (B, H, T, D)
+            y = y.transpose(1, 2).reshape(B * T, C)
+            x = x + torch.addmm(pb, y, pw).view(B, T, C)
             # 2. feed-forward
-            m = F.layer_norm(x, (self.C,), blk.ln_2.weight, blk.ln_2.bias, self.eps)
-            h = self.act(torch.addmm(blk.mlp.c_fc.bias, m.view(B * T, self.C), blk.mlp.c_fc.weight))
-            x = x + torch.addmm(blk.mlp.c_proj.bias, h, blk.mlp.c_proj.weight).view(B, T, self.C)
+            m = F.layer_norm(x, (C,), l2w, l2b, eps)
+            h = self.act(torch.addmm(fb, m.view(B * T, C), fw))
+            x = x + torch.addmm(mb, h, mw).view(B, T, C)
         self.pos = p1
-        last = F.layer_norm(x[:, -1], (self.C,), tr.ln_f.weight, tr.ln_f.bias, self.eps)  # (B, C)
-        return last @ self.model.lm_head.weight.T  # (B, V)
+        last = F.layer_norm(x[:, -1], (C,), self.ln_f[0], self.ln_f[1], eps)  # (B, C)
+        return last @ self.head_t  # (B, V)
 
     def reset(self) -> None:
         self.pos = 0
@@ -112,27 +128,28 @@ def generate_ids(
     window = dec.T_max
     assert 0 < len(prompt) <= window, "the caller checks the prompt length against the context"
     ctx = torch.tensor([prompt], dtype=torch.long, device=device).expand(n, -1)  # (n, P)
-    logits = dec.forward(ctx)  # 1. encode the prompt
-    out = torch.empty(n, 0, dtype=torch.long, device=device)
+    logits = dec.step(ctx)  # 1. encode the prompt
+    out = torch.empty(n, max_new_tokens, dtype=torch.long, device=device)  # filled column by column
     done = torch.zeros(n, dtype=torch.bool, device=device)
-    for _ in range(max_new_tokens):
+    t = 0
+    for t in range(max_new_tokens):
         nxt = pick(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)  # 2. choose (n,)
         if stop_id is not None:
             nxt = nxt.masked_fill(done, stop_id)
             done |= nxt == stop_id
-        out = torch.cat([out, nxt[:, None]], dim=1)
+        out[:, t] = nxt
         if on_token is not None:
             on_token(int(nxt[0]))
         if stop_id is not None and bool(done.all()):
             break
         if dec.pos == window:  # 3. context full: keep the last half and re-encode it
-            keep = torch.cat([ctx, out], dim=1)[:, -(window // 2) :]
+            keep = torch.cat([ctx, out[:, : t + 1]], dim=1)[:, -(window // 2) :]
             dec.reset()
-            logits = dec.forward(keep)
+            logits = dec.step(keep)
         else:
-            logits = dec.forward(nxt[:, None])  # 4. feed the chosen token back
+            logits = dec.step(nxt[:, None])  # 4. feed the chosen token back
     result = []
-    for row in out.tolist():
+    for row in out[:, : t + 1].tolist():
         if stop_id is not None and stop_id in row:
             row = row[: row.index(stop_id)]
         result.append(row)
