@@ -67,7 +67,8 @@ def train(
             raise GenlabError(f"{out} has no checkpoint to resume from; train it again without --resume")
     else:
         config = cfgmod.build(family, data, family_cls.Config, family_cls.data_config_class(),
-                              config_file=config_file, overrides=overrides)
+                              base={"train": dict(family_cls.train_defaults)}, config_file=config_file,
+                              overrides=overrides)
         if out.exists() and any(out.iterdir()):
             hint = "add --resume to continue it" if (out / CONFIG_TOML).exists() else "choose a new --out"
             raise GenlabError(f"{out} already exists and is not empty; {hint}")

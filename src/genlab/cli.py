@@ -52,16 +52,26 @@ def train(
 @app.command()
 def sample(
     run: Annotated[Path, typer.Argument(help="run folder")],
-    prompt: Annotated[str, typer.Option(help="text to continue (empty: start a new document)")] = "",
-    n: Annotated[int, typer.Option("--n", help="number of samples; with 1 the text streams as it comes")] = 1,
-    max_new_tokens: Annotated[int, typer.Option(help="tokens to generate per sample")] = 200,
-    temperature: Annotated[float, typer.Option(help="0 = greedy; higher = more random")] = 0.8,
-    top_k: Annotated[Optional[int], typer.Option(help="sample among the k most likely tokens")] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="sample within the smallest set of this probability")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="the same seed gives the same text")] = None,
+    n: Annotated[int, typer.Option("--n", help="number of samples; text with 1 streams as it comes")] = 1,
+    seed: Annotated[Optional[int], typer.Option(help="the same seed gives the same output")] = None,
+    prompt: Annotated[str, typer.Option(help="text: what to continue (empty: start a new document)")] = "",
+    max_new_tokens: Annotated[int, typer.Option(help="text: tokens to generate per sample")] = 200,
+    temperature: Annotated[float, typer.Option(help="text: 0 = greedy; higher = more random")] = 0.8,
+    top_k: Annotated[Optional[int], typer.Option(help="text: sample among the k most likely tokens")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="text: sample within the smallest set of this mass")] = None,
+    label: Annotated[Optional[int], typer.Option(help="images: the class to generate (conditional models)")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="diffusion: ddim or ddpm")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="diffusion: denoising steps")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="images: new folder for the PNGs")] = None,
 ) -> None:
-    """Generate from a trained run."""
+    """Generate from a trained run: text to the terminal, images as PNG files and a grid."""
     r = genlab.load(run)
+    if r.model.modality == "image":
+        options = {k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None}
+        images = r.sample(n, label=label, seed=seed, **options)
+        folder = _write_images(out_dir or _fresh(r.path / "samples" / "sample"), images, "sample")
+        err.print(f"{len(images)} images and grid.png in [bold]{folder}[/]")
+        return
     kwargs = dict(prompt=prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                   seed=seed)
     if n == 1:
@@ -80,24 +90,109 @@ def sample(
         out.print(prompt + text, markup=False, highlight=False)
 
 
+@app.command()
+def vary(
+    run: Annotated[Path, typer.Argument(help="run folder (vae or diffusion)")],
+    image: Annotated[Path, typer.Argument(help="your image (PNG or JPEG)")],
+    n: Annotated[int, typer.Option("--n", help="number of variations")] = 8,
+    strength: Annotated[float, typer.Option(help="0 = the image itself, 1 = free sample")] = 0.5,
+    seed: Annotated[Optional[int], typer.Option(help="the same seed gives the same variations")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="new folder for the PNGs")] = None,
+) -> None:
+    """Make variations of your own image."""
+    from genlab.sample.images import load_image
+
+    if not 0 <= strength <= 1:
+        raise GenlabError(f"--strength must be in [0, 1], got {strength}")
+    r = genlab.load(run)
+    images = r.model.vary(load_image(image), n, strength=strength, seed=seed)
+    folder = _write_images(out_dir or _fresh(r.path / "samples" / "vary"), images, "variation")
+    err.print(f"{len(images)} variations and grid.png in [bold]{folder}[/]")
+
+
+@app.command()
+def interpolate(
+    run: Annotated[Path, typer.Argument(help="run folder (gan, vae or diffusion)")],
+    steps: Annotated[int, typer.Option(help="frames from one end to the other")] = 10,
+    seed: Annotated[Optional[int], typer.Option(help="picks the two random end points")] = None,
+    start: Annotated[Optional[Path], typer.Option("--from", help="an image to start from")] = None,
+    end: Annotated[Optional[Path], typer.Option("--to", help="an image to end at")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="new folder for strip.png and the GIF")] = None,
+) -> None:
+    """Walk the latent space between two samples or two of your images: a strip and an animated GIF."""
+    from genlab.sample.images import load_image, save_gif, save_grid
+
+    if (start is None) != (end is None):
+        raise GenlabError("give both --from and --to, or neither")
+    if steps < 2:
+        raise GenlabError(f"--steps must be at least 2, got {steps}")
+    r = genlab.load(run)
+    ends = None if start is None else [load_image(start), load_image(end)]
+    frames = r.model.interpolate(steps, seed=seed, images=ends)
+
+    def write(tmp: Path) -> None:
+        save_grid(frames, tmp / "strip.png", nrow=len(frames))
+        save_gif(frames, tmp / "interpolation.gif")
+
+    folder = out_dir or _fresh(r.path / "samples" / "interpolate")
+    _new_folder(folder, write)
+    err.print(f"strip.png and interpolation.gif in [bold]{folder}[/]")
+
+
+def _fresh(prefix: Path) -> Path:
+    import time
+
+    return prefix.with_name(f"{prefix.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _new_folder(folder: Path, write) -> None:
+    from genlab.files import atomic_folder
+
+    if folder.exists():
+        raise GenlabError(f"{folder} already exists; choose a new --out folder")
+    atomic_folder(folder, write)
+
+
+def _write_images(folder: Path, images, prefix: str) -> Path:
+    from genlab.sample.images import save_samples
+
+    _new_folder(folder, lambda tmp: save_samples(images, tmp, prefix=prefix))
+    return folder
+
+
 @app.command("eval")
 def eval_(
     run: Annotated[Path, typer.Argument(help="run folder")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    max_tokens: Annotated[int, typer.Option(help="evaluate on at most this many tokens (0 = all)")] = 0,
+    max_tokens: Annotated[int, typer.Option(help="text: evaluate on at most this many tokens (0 = all)")] = 0,
+    n: Annotated[int, typer.Option("--n", help="images: samples to score")] = 1000,
 ) -> None:
     """Evaluate a run on its held-out split."""
-    report = genlab.load(run).evaluate(max_tokens=max_tokens)
+    r = genlab.load(run)
+    report = r.evaluate(**({"max_tokens": max_tokens} if r.model.modality == "text" else {"n": n}))
     if as_json:
         print(json.dumps(report, indent=2))
         return
+    out.print(report_table(report))
+
+
+def report_table(report: dict) -> Table:
+    """Metrics as rows; a nested 'floor' and 'ceiling' become columns beside the model's own figures."""
+    refs = [k for k in ("floor", "ceiling") if isinstance(report.get(k), dict)]
     table = Table(title=f"{report['family']} on {report['dataset']} (held-out split)")
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("model", justify="right")
+    for ref in refs:
+        table.add_column(f"{ref} ({'random weights' if ref == 'floor' else 'real data'})", justify="right")
+
+    def fmt(v) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
+
     for k, v in report.items():
-        if k not in ("run", "family", "dataset"):
-            table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-    out.print(table)
+        if k in ("run", "family", "dataset", *refs):
+            continue
+        table.add_row(k, fmt(v), *(fmt(report[ref].get(k)) for ref in refs))
+    return table
 
 
 @app.command()

@@ -39,8 +39,8 @@ def run_demo(out: Path, *, minutes: float, console: Console) -> None:
     for line in (
         f"genlab sample {out} --prompt 'JULIET:' --temperature 0.7 --seed 3",
         f"genlab eval {out}",
-        f"genlab train gpt --data {out} --out {out} --resume --set train.max_steps=6000   # train longer",
+        f"genlab train gpt --data shakespeare --out {out} --resume --set train.max_steps=4000   # train longer",
         "genlab train gpt --data pycode --set data.tokenizer=bpe --out runs/code   # a code model",
         f"genlab export {out} exported-demo   # load it with transformers",
     ):
-        console.print(f"  {line}", markup=False, highlight=False)
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)

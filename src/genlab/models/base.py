@@ -34,7 +34,7 @@ class Phase:
     """One optimizer update inside a training step."""
 
     optimizer: str  # name of the optimizer this phase steps (a key of Family.param_groups())
-    loss: Callable[[Any], tuple[torch.Tensor, dict[str, float]]]  # batch -> (scalar loss, metrics to log)
+    loss: Callable[[Any], tuple[torch.Tensor, dict[str, Any]]]  # batch -> (loss, metrics: floats or 0-d tensors)
     batch_size: int | None = None  # examples per micro-batch (None = train.batch_size)
 
 
@@ -45,6 +45,7 @@ class Family:
     modality: ClassVar[str]  # data modality, e.g. "text"
     Config: ClassVar[type]  # the family's config dataclass
     unit: ClassVar[str] = "ex"  # what throughput counts: "tok" for text, "img" for images
+    train_defaults: ClassVar[dict[str, Any]] = {}  # the family's own [train] defaults, e.g. GAN betas
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -129,7 +129,7 @@ class GPT(Family):
     def phases(self, data: TextData) -> list[Phase]:
         def loss(batch):
             value = self._loss(batch)
-            return value, {"train_loss": float(value.detach())}
+            return value, {"train_loss": value.detach()}
 
         return [Phase("model", loss)]
 

@@ -31,7 +31,7 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
 EVAL_SEED_OFFSET = 7919  # validation batches use their own fixed stream, the same at every evaluation
 
-Callback = Callable[["Trainer", int, dict[str, float]], None]  # (trainer, step, metrics) after each step
+Callback = Callable[["Trainer", int, dict[str, Any]], None]  # (trainer, step, metrics as 0-d tensors or floats)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -103,26 +103,31 @@ class Trainer:
 
         t0 = time.perf_counter()
         budget_s = cfg.max_minutes * 60
-        units, units_t0, stopped_by = 0, t0, "max_steps"
+        window_units, window_s, rate, stopped_by = 0, 0.0, math.nan, "max_steps"
         step = start
         bar = TrainProgress(cfg.max_steps, start, fam.unit, enabled=self.progress)
         with bar:
             try:
                 while step < cfg.max_steps:
+                    s0 = time.perf_counter()
                     lr = lr_at(step, cfg)
-                    logs: dict[str, float] = {}
+                    logs: dict[str, Any] = {}  # values stay tensors until logged: no device sync per step
+                    units = 0
                     for phase in phases:
                         logs.update(self._update(phase, lr))
                         units += self._last_units
                     fam.after_step(step)
                     step += 1
+                    if step > start + 1:  # throughput counts step time only; a session's first step holds start-up
+                        window_units += units
+                        window_s += time.perf_counter() - s0
                     elapsed = elapsed0 + time.perf_counter() - t0
                     if step % cfg.log_every == 0 or step == cfg.max_steps:
-                        now = time.perf_counter()
-                        rate = units / max(1e-9, now - units_t0)
-                        units, units_t0 = 0, now
-                        self._log({"step": step, **logs, "lr": lr, f"{fam.unit}_per_s": rate, "elapsed_s": elapsed})
-                        bar.update(step, logs, rate)
+                        if window_s:
+                            rate, window_units, window_s = window_units / window_s, 0, 0.0
+                        floats = {k: float(v) for k, v in logs.items()}
+                        self._log({"step": step, **floats, "lr": lr, f"{fam.unit}_per_s": rate, "elapsed_s": elapsed})
+                        bar.update(step, floats, rate)
                     out_of_time = budget_s and elapsed >= budget_s
                     last = step == cfg.max_steps or out_of_time
                     if (cfg.eval_every and step % cfg.eval_every == 0) or last:
@@ -136,7 +141,6 @@ class Trainer:
                         fam.preview(step, self.run_dir / "samples")
                     if step % cfg.checkpoint_every == 0 or last:
                         self._checkpoint(step, elapsed)
-                    units_t0 += time.perf_counter() - t0 - (elapsed - elapsed0)  # throughput excludes the above
                     for cb in self.callbacks:
                         cb(self, step, logs)
                     if out_of_time:
@@ -165,12 +169,12 @@ class Trainer:
         for group in opt.param_groups:
             group["lr"] = lr
         opt.zero_grad(set_to_none=True)
-        sums: dict[str, float] = {}
+        sums: dict[str, Any] = {}
         self._last_units = 0
         for _ in range(cfg.grad_accum):
             # 1. draw a micro-batch, 2. forward under the precision policy, 3. backward the scaled loss
             batch = self.data.batch("train", phase.batch_size or cfg.batch_size, self.batch_rng)
-            batch = _to(batch, self.device)
+            batch = _to(batch, self.device)  # (pinned host memory would make this asynchronous on CUDA)
             with self.precision.autocast():
                 loss, metrics = phase.loss(batch)
             (loss / cfg.grad_accum).backward()
@@ -180,7 +184,7 @@ class Trainer:
         params = [p for g in opt.param_groups for p in g["params"]]
         if cfg.grad_clip:
             norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            sums[f"grad_norm_{phase.optimizer}" if len(self.optimizers) > 1 else "grad_norm"] = float(norm)
+            sums[f"grad_norm_{phase.optimizer}" if len(self.optimizers) > 1 else "grad_norm"] = norm
         opt.step()
         return sums
 
@@ -251,7 +255,7 @@ def _fused(device: torch.device) -> dict[str, Any]:
 
 def _to(batch: Any, device: torch.device) -> Any:
     if torch.is_tensor(batch):
-        return batch.to(device, non_blocking=True)
+        return batch.to(device)
     if isinstance(batch, (tuple, list)):
         return type(batch)(_to(b, device) for b in batch)
     return batch

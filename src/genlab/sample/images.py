@@ -1,0 +1,93 @@
+"""Image outputs: one PNG per sample, a grid of them, a strip and an animated GIF for interpolations.
+
+Images arrive as uint8 arrays (N, C, H, W) with C = 1 (grey) or 3 (RGB). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from genlab.files import atomic_write_bytes
+
+
+def to_pil(image: np.ndarray):
+    """(C, H, W) uint8 -> PIL image ("L" or "RGB")."""
+    from PIL import Image
+
+    arr = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+    return Image.fromarray(np.ascontiguousarray(arr), mode="L" if image.shape[0] == 1 else "RGB")
+
+
+def grid(images: np.ndarray, *, nrow: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:
+    """Tile (N, C, H, W) into one (C, H', W') image with ``pad`` pixels of border, scaled up ``scale`` times."""
+    n, c, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    out = np.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), 255, dtype=np.uint8)
+    for i in range(n):
+        r, k = divmod(i, nrow)
+        out[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = images[i]
+    if scale > 1:
+        out = out.repeat(scale, axis=1).repeat(scale, axis=2)
+    return out
+
+
+def auto_scale(images: np.ndarray) -> int:
+    """Scale small images up so a grid is readable (8x8 digits become 64x64)."""
+    return max(1, 64 // images.shape[-1])
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    to_pil(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_png(image: np.ndarray, path: Path) -> Path:
+    atomic_write_bytes(path, png_bytes(image))
+    return path
+
+
+def save_grid(images: np.ndarray, path: Path, *, nrow: int | None = None) -> Path:
+    return save_png(grid(images, nrow=nrow, scale=auto_scale(images)), path)
+
+
+def save_samples(images: np.ndarray, folder: Path, *, prefix: str = "sample") -> list[Path]:
+    """Each image as ``{prefix}-0000.png`` ... and all of them as ``grid.png``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [save_png(img, folder / f"{prefix}-{i:04d}.png") for i, img in enumerate(images)]
+    save_grid(images, folder / "grid.png")
+    return paths
+
+
+def save_gif(frames: np.ndarray, path: Path, *, ms_per_frame: int = 120) -> Path:
+    """(N, C, H, W) frames -> an animated GIF that plays forward then back."""
+    scale = auto_scale(frames)
+    pics = [to_pil(f.repeat(scale, axis=1).repeat(scale, axis=2)) for f in frames]
+    pics = pics + pics[-2:0:-1]
+    buf = io.BytesIO()
+    pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=ms_per_frame, loop=0)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def load_image(path: Path) -> np.ndarray:
+    """A user's image file as uint8 (C, H, W), in its own mode (grey or RGB); errors are one line."""
+    from PIL import Image, UnidentifiedImageError
+
+    from genlab.errors import GenlabError
+
+    if not path.is_file():
+        raise GenlabError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            grey = im.mode in ("L", "1", "LA", "I", "I;16")
+            arr = np.asarray(im.convert("L" if grey else "RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise GenlabError(f"{path}: cannot read this image ({e})") from None
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
