@@ -1,5 +1,3 @@
-from dataclasses import dataclass
-from typing import Literal
 
 import pytest
 

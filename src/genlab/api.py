@@ -93,7 +93,7 @@ def train(
                       callbacks=list(callbacks))
     summary = trainer.run()
     write_summary_json(out / "summary.json", {**summary, "n_params": _n_params(model)})
-    plot_losses(out)
+    plot_losses(out, unit={"tok": "token", "img": "image"}.get(family_cls.unit, family_cls.unit))
     return Run(out, config, model, dataset)
 
 
@@ -112,7 +112,7 @@ def load(path: str | Path) -> Run:
     return Run.load(path)
 
 
-def plot_losses(run_dir: Path) -> Path | None:
+def plot_losses(run_dir: Path, *, unit: str = "token") -> Path | None:
     """Draw training and validation loss against step into ``loss.png``."""
     path = run_dir / METRICS_FILE
     if not path.exists():
@@ -124,12 +124,13 @@ def plot_losses(run_dir: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for key, style in (("train_loss", "-"), ("val_loss", "o-")):
+    keys = sorted({k for r in rows for k in r if k.endswith("_loss") and k != "val_loss"}) + ["val_loss"]
+    for key in keys:
         pts = [(r["step"], r[key]) for r in rows if key in r]
         if pts:
-            ax.plot(*zip(*pts), style, label=key.replace("_", " "), markersize=3)
+            ax.plot(*zip(*pts), "o-" if key == "val_loss" else "-", label=key.replace("_", " "), markersize=3)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats per token)")
+    ax.set_ylabel(f"loss (nats per {unit})")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

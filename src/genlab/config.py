@@ -44,7 +44,7 @@ class TrainConfig:
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto = bf16 where the hardware has fast bf16, else fp32
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
     compile: bool = False  # torch.compile the network (first step compiles for 30 s or more)
-    threads: int = 0  # CPU threads for PyTorch (0 = PyTorch's default)
+    threads: int = 0  # CPU threads for PyTorch (0 = PyTorch's default; 1 on a busy shared machine)
     log_every: int = 10  # steps between training-loss lines in metrics.jsonl
     eval_every: int = 250  # steps between validation estimates (0 = only at the end)
     eval_batches: int = 20  # batches per validation estimate
