@@ -11,6 +11,7 @@ from genlab.models.base import Family, Phase
 # name -> "module:Class". Adding a family is one file plus one line here.
 FAMILIES: dict[str, str] = {
     "gpt": "genlab.models.gpt:GPT",
+    "gan": "genlab.models.gan:GAN",
     "vae": "genlab.models.vae:VAE",
 }
 

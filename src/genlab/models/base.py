@@ -36,6 +36,7 @@ class Phase:
     optimizer: str  # name of the optimizer this phase steps (a key of Family.param_groups())
     loss: Callable[[Any], tuple[torch.Tensor, dict[str, Any]]]  # batch -> (loss, metrics: floats or 0-d tensors)
     batch_size: int | None = None  # examples per micro-batch (None = train.batch_size)
+    counts_units: bool = True  # count its examples in throughput (False for a GAN's generator phase)
 
 
 class Family:

@@ -115,7 +115,7 @@ class Trainer:
                     units = 0
                     for phase in phases:
                         logs.update(self._update(phase, lr))
-                        units += self._last_units
+                        units += self._last_units if phase.counts_units else 0
                     fam.after_step(step)
                     step += 1
                     if step > start + 1:  # throughput counts step time only; a session's first step holds start-up
@@ -190,6 +190,7 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self) -> float:
+        modes = {name: net.training for name, net in self.family.networks_.items()}
         for net in self.family.networks_.values():
             net.eval()
         g = torch.Generator().manual_seed(self.config.seed + EVAL_SEED_OFFSET)
@@ -198,8 +199,8 @@ class Trainer:
             batch = _to(self.data.batch("val", self.config.batch_size, g), self.device)
             with self.precision.autocast():
                 losses.append(self.family.validation_loss(batch))
-        for net in self.family.networks_.values():
-            net.train()
+        for name, net in self.family.networks_.items():
+            net.train(modes[name])  # a frozen EMA copy stays in eval mode
         return float(sum(losses) / len(losses))
 
     def _log(self, record: dict[str, float]) -> None:
