@@ -7,8 +7,8 @@ and the same metrics for a random-init model (the floor) and for real held-out d
 Targets (issue 3): FID at least 10x better than the floor, label agreement >= 80%.
 
 It also times training steps in bf16 and in fp32, alternating in the same process (a few steps each, after the
-main run) on the same config and data. Images per second count what the training loop counts: one batch per
-phase (real images in the discriminator's phase, generated ones in the generator's).
+main run) on the same config and data. Images per second count what the training loop counts: the real images
+of the discriminator's phase(s); the generator's fakes are not counted.
 
     python bench/gan_mnist.py [--minutes 10] [--out bench/results/gan_mnist] [--set model.width=48]
 
@@ -52,7 +52,7 @@ def speed(run: genlab.Run, steps: int, rounds: int) -> dict[str, Any]:
     """bf16 against fp32, alternating rounds so both see the same (shared, noisy) machine."""
     fam = GAN(run.config.model)
     fam.build(run.data, seed=0)
-    n_phases = len(fam.phases(run.data))
+    n_phases = sum(p.counts_units for p in fam.phases(run.data))  # real-image phases, as the loop counts
     times: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for _ in range(rounds):
         for precision in times:
