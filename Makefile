@@ -27,6 +27,9 @@ bench: install
 	$(BIN)/python bench/train_gpt.py
 	$(BIN)/python bench/sample_gpt.py
 	$(BIN)/python bench/shakespeare_char.py
+	$(BIN)/python bench/vae_mnist.py
+	$(BIN)/python bench/gan_mnist.py
+	$(BIN)/python bench/diffusion_mnist.py
 
 clean:
 	rm -rf $(VENV) runs bench/results .pytest_cache
