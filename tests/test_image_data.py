@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from genlab.data import resolve
-from genlab.data.images import ImageDataConfig, from_unit, prepare_images, to_unit
+from genlab.data.images import ImageDataConfig, _fashion_installed, from_unit, prepare_images, to_unit
 from genlab.errors import GenlabError
 from genlab.sample.images import grid, load_image, save_gif, save_samples
 
@@ -64,3 +64,10 @@ def test_writers(tmp_path):
     assert grid(images, nrow=5, pad=1).shape == (1, 10, 46)
     save_gif(images, tmp_path / "a.gif")
     assert Image.open(tmp_path / "a.gif").n_frames == 8  # forward, then back
+
+
+@pytest.mark.skipif(not _fashion_installed(), reason="optional Debian package dataset-fashion-mnist is not installed")
+def test_fashion_mnist_reads_the_idx_files(tmp_path):
+    data = prepare_images(resolve("fashion-mnist", "image"), ImageDataConfig(), tmp_path / "f")
+    assert data.meta["n_train"] == 60000 and data.meta["n_val"] == 10000 and data.shape == (1, 28, 28)
+    assert data.meta["class_names"][9] == "Ankle boot" and int(data.y["val"].max()) == 9

@@ -58,7 +58,7 @@ class ImageDataConfig:
 
 def to_unit(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float32 [-1, 1]."""
-    return torch.as_tensor(np.asarray(x), dtype=torch.float32) / 127.5 - 1.0
+    return torch.from_numpy(np.array(x, dtype=np.float32)) / 127.5 - 1.0  # a copy: inputs may be read-only
 
 
 def from_unit(x: torch.Tensor) -> np.ndarray:
