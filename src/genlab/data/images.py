@@ -98,6 +98,28 @@ class ImageFolder:
     path: Path
 
 
+class ImageModality:
+    """The data hooks every image family shares; a family mixes it in: ``class VAE(ImageModality, Family)``."""
+
+    modality = "image"
+    unit = "img"  # throughput counts images
+
+    @staticmethod
+    def data_config_class() -> type:
+        return ImageDataConfig
+
+    @staticmethod
+    def prepare_data(source: ImageSet | ImageFolder, data_config: ImageDataConfig, folder: Path) -> ImageData:
+        return prepare_images(source, data_config, folder)
+
+    @staticmethod
+    def load_data(data_config: ImageDataConfig, folder: Path) -> ImageData:
+        return ImageData(folder)
+
+    def batch_units(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
+        return len(batch[0])
+
+
 def prepare_images(source: ImageSet | ImageFolder, cfg: ImageDataConfig, folder: Path) -> ImageData:
     """Resize/convert as configured, split, and store as uint8 safetensors in ``folder``."""
     if isinstance(source, ImageFolder):

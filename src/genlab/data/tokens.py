@@ -131,6 +131,30 @@ class TextDataConfig:
             raise ValueError(f"data.val_fraction must be in (0, 0.5), got {self.val_fraction}")
 
 
+class TextModality:
+    """The data hooks every text family shares; a family mixes it in: ``class GPT(TextModality, Family)``."""
+
+    modality = "text"
+    unit = "tok"  # throughput counts tokens
+
+    @staticmethod
+    def data_config_class() -> type:
+        return TextDataConfig
+
+    @staticmethod
+    def prepare_data(source, data_config: TextDataConfig, folder: Path) -> TextData:
+        return prepare_text(source, data_config, folder)
+
+    @staticmethod
+    def load_data(data_config: TextDataConfig, folder: Path) -> TextData:
+        from genlab.data.tokenizers import load_tokenizer
+
+        return TextData(load_tokenizer(folder.parent / "tokenizer.json"), folder)  # the run's tokenizer
+
+    def batch_units(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
+        return batch[0].numel()
+
+
 def prepare_text(corpus, cfg: TextDataConfig, folder: Path) -> TextData:
     """Split the corpus, train the tokenizer on the train split, encode both splits into ``folder``."""
     from genlab.data.tokenizers import train_tokenizer

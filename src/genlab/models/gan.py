@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.data.images import ImageData, ImageDataConfig, from_unit, prepare_images
+from genlab.data.images import ImageData, ImageModality, from_unit
 from genlab.errors import GenlabError
 from genlab.models.base import Family, Phase, decay_groups
 
@@ -133,7 +133,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 # -- the family -------------------------------------------------------------------------------------------------
-class GAN(Family):
+class GAN(ImageModality, Family):
     """Generative adversarial network on images. Example::
 
         run = genlab.train("gan", "mnist", config_file="configs/gan-mnist.toml")
@@ -142,25 +142,10 @@ class GAN(Family):
     """
 
     name = "gan"
-    modality = "image"
     Config = GANConfig
-    unit = "img"
     train_defaults = {"lr": 2e-4, "min_lr": 2e-5, "beta1": 0.5, "beta2": 0.999, "weight_decay": 0.0,
                       "grad_clip": 0.0, "warmup_steps": 20, "batch_size": 64, "max_steps": 3000,
                       "eval_every": 500, "eval_batches": 10}
-
-    # -- data -----------------------------------------------------------------------------------------------------
-    @staticmethod
-    def data_config_class() -> type:
-        return ImageDataConfig
-
-    @staticmethod
-    def prepare_data(source: Any, data_config: ImageDataConfig, folder: Path) -> ImageData:
-        return prepare_images(source, data_config, folder)
-
-    @staticmethod
-    def load_data(data_config: ImageDataConfig, folder: Path) -> ImageData:
-        return ImageData(folder)
 
     # -- networks -------------------------------------------------------------------------------------------------
     def build(self, data: ImageData, *, seed: int) -> None:
@@ -274,9 +259,6 @@ class GAN(Family):
                 e.lerp_(p.detach(), 1 - decay)
             for e, b in zip(self.sampler_.buffers(), self.generator_.buffers()):  # BatchNorm statistics
                 e.copy_(b)
-
-    def batch_units(self, batch) -> int:
-        return len(batch[0])  # images through the networks in the phase (real ones in D's, fakes in G's)
 
     @torch.no_grad()
     def validation_loss(self, batch) -> float:

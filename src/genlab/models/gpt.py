@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from transformers import AttentionInterface, GPT2Config, GPT2LMHeadModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from genlab.data.tokenizers import eot_id, load_tokenizer
-from genlab.data.tokens import TextData, TextDataConfig, prepare_text
+from genlab.data.tokenizers import eot_id
+from genlab.data.tokens import TextData, TextModality
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_bytes
 from genlab.models.base import Family, Phase
@@ -64,24 +64,9 @@ class GPTConfig:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
-class GPT(Family):
+class GPT(TextModality, Family):
     name = "gpt"
-    modality = "text"
     Config = GPTConfig
-    unit = "tok"
-
-    # -- data -----------------------------------------------------------------------------------------------------
-    @staticmethod
-    def data_config_class() -> type:
-        return TextDataConfig
-
-    @staticmethod
-    def prepare_data(source: Any, data_config: TextDataConfig, folder: Path) -> TextData:
-        return prepare_text(source, data_config, folder)
-
-    @staticmethod
-    def load_data(data_config: TextDataConfig, folder: Path) -> TextData:
-        return TextData(load_tokenizer(folder.parent / "tokenizer.json"), folder)
 
     # -- networks -------------------------------------------------------------------------------------------------
     def build(self, data: TextData, *, seed: int) -> None:
@@ -132,9 +117,6 @@ class GPT(Family):
             return value, {"train_loss": value.detach()}
 
         return [Phase("model", loss)]
-
-    def batch_units(self, batch) -> int:
-        return batch[0].numel()
 
     @torch.no_grad()
     def validation_loss(self, batch) -> float:

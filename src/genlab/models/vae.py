@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.data.images import ImageData, ImageDataConfig, fit_image, from_unit, prepare_images
+from genlab.data.images import ImageData, ImageModality, fit_image, from_unit
 from genlab.errors import GenlabError
 from genlab.models.base import Family, Phase
 
@@ -92,26 +92,11 @@ class VAENet(nn.Module):
         return self.decoder(h)[:, :, :height, :width].float()  # crop (B, C, 4 gh, 4 gw) -> (B, C, H, W)
 
 
-class VAE(Family):
+class VAE(ImageModality, Family):
     name = "vae"
-    modality = "image"
     Config = VAEConfig
-    unit = "img"
     train_defaults = {"lr": 2e-3, "min_lr": 2e-4, "weight_decay": 0.0, "batch_size": 64, "max_steps": 3000,
                       "warmup_steps": 100, "eval_every": 500, "eval_batches": 8}
-
-    # -- data -----------------------------------------------------------------------------------------------------
-    @staticmethod
-    def data_config_class() -> type:
-        return ImageDataConfig
-
-    @staticmethod
-    def prepare_data(source: Any, data_config: ImageDataConfig, folder: Path) -> ImageData:
-        return prepare_images(source, data_config, folder)
-
-    @staticmethod
-    def load_data(data_config: ImageDataConfig, folder: Path) -> ImageData:
-        return ImageData(folder)
 
     # -- networks -------------------------------------------------------------------------------------------------
     def build(self, data: ImageData, *, seed: int) -> None:
