@@ -13,6 +13,7 @@ FAMILIES: dict[str, str] = {
     "gpt": "genlab.models.gpt:GPT",
     "gan": "genlab.models.gan:GAN",
     "vae": "genlab.models.vae:VAE",
+    "diffusion": "genlab.models.diffusion:Diffusion",
 }
 
 
