@@ -83,6 +83,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]
 
 def check_architecture(path: Path, header: dict[str, Any], architecture: dict[str, Any]) -> None:
     saved = json.loads(header["architecture"])
+    architecture = json.loads(json.dumps(architecture, sort_keys=True))  # tuples read back as lists
     if saved != architecture:
         diffs = [
             f"{k}: checkpoint {saved.get(k)!r}, now {architecture.get(k)!r}"
