@@ -143,6 +143,16 @@ class Family:
             net.eval()
 
 
+def seeded_generator(seed: int | None) -> torch.Generator:
+    """A private CPU generator: seeded, or from OS entropy when seed is None (the global RNG is never touched)."""
+    g = torch.Generator()
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(seed)
+    return g
+
+
 def decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on matrices (dim >= 2) only, as nanoGPT does; biases and norm gains are not decayed."""
     seen: set[int] = set()

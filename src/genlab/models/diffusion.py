@@ -24,7 +24,7 @@ from diffusers import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler, UNet2D
 
 from genlab.data.images import ImageData, ImageModality, fit_image, from_unit
 from genlab.errors import GenlabError
-from genlab.models.base import Family, Phase, decay_groups
+from genlab.models.base import Family, Phase, decay_groups, seeded_generator
 
 VAL_SEED = 2024  # timesteps and noise of the validation loss: the same at every evaluation
 PREVIEW_SEED = 0  # the preview grids share their noise, so successive grids show the same samples improving
@@ -219,7 +219,7 @@ class Diffusion(ImageModality, Family):
         labels = self._labels(n, label, cycle=True)
         scale = self._guidance(guidance, labels)
         scheduler = self._scheduler(sampler, steps)
-        g = _generator(seed)
+        g = seeded_generator(seed)
         x = torch.randn((n, *self.shape_), generator=g)  # (n, C, H, W) x_T ~ N(0, I)
         return from_unit(self._denoise(x, labels, scheduler, scale, g))
 
@@ -245,7 +245,7 @@ class Diffusion(ImageModality, Family):
         t_start = min(round(strength * self.config.timesteps), self.config.timesteps - 1)
         kept = scheduler.timesteps[scheduler.timesteps <= t_start]
         scheduler.timesteps = kept if len(kept) else scheduler.timesteps[-1:]
-        g = _generator(seed)
+        g = seeded_generator(seed)
         noise = torch.randn((n, *self.shape_), generator=g)  # (n, C, H, W) a different noise per variation
         t = scheduler.timesteps[:1].expand(n)
         x = self.noise_.add_noise(x0.expand(n, -1, -1, -1), noise, t)  # (n, C, H, W) x_t
@@ -263,7 +263,7 @@ class Diffusion(ImageModality, Family):
         if steps < 2:
             raise GenlabError(f"--steps must be at least 2, got {steps}")
         labels = self._labels(2, label, cycle=False)
-        g = _generator(seed)
+        g = seeded_generator(seed)
         if images is None:
             scale = self._guidance(None, labels) if label is not None else 1.0
             z = torch.randn((2, *self.shape_), generator=g)  # (2, C, H, W) the two ends x_T
@@ -372,14 +372,6 @@ def _channels_last(module: torch.nn.Module, args: tuple) -> tuple:
     """
     return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
 
-
-def _generator(seed: int | None) -> torch.Generator:
-    g = torch.Generator()
-    if seed is None:
-        g.seed()  # a fresh seed from the OS; the global RNG is untouched
-    else:
-        g.manual_seed(seed)
-    return g
 
 
 def _slerp(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from torch import nn
 
 from genlab.data.images import ImageData, ImageModality, from_unit
 from genlab.errors import GenlabError
-from genlab.models.base import Family, Phase, decay_groups
+from genlab.models.base import Family, Phase, decay_groups, seeded_generator
 
 NO_IMAGES = "the gan family cannot encode an image; use vae or diffusion"
 
@@ -348,7 +348,7 @@ class GAN(ImageModality, Family):
         if n < 1:
             raise GenlabError(f"--n must be at least 1, got {n}")
         y = self._labels(n, label)
-        z = torch.randn(n, self.config.z_dim, generator=_rng(seed))  # (n, z_dim)
+        z = torch.randn(n, self.config.z_dim, generator=seeded_generator(seed))  # (n, z_dim)
         return self._generate(z, y)
 
     def interpolate(self, steps: int, *, seed: int | None = None, images: Any = None,
@@ -363,7 +363,7 @@ class GAN(ImageModality, Family):
                               "leave them out to walk between two random samples (or use vae or diffusion)")
         if steps < 2:
             raise GenlabError(f"--steps must be at least 2, got {steps}")
-        g = _rng(seed)
+        g = seeded_generator(seed)
         z0, z1 = torch.randn(2, self.config.z_dim, generator=g)  # (z_dim,) each
         t = torch.linspace(0, 1, steps)  # (steps,)
         z = slerp(z0, z1, t)  # (steps, z_dim)
@@ -377,15 +377,6 @@ class GAN(ImageModality, Family):
     def vary(self, image: Any, n: int = 8, *, strength: float = 0.5, seed: int | None = None) -> np.ndarray:
         raise GenlabError(NO_IMAGES)
 
-
-def _rng(seed: int | None) -> torch.Generator:
-    """A private generator: seeded, or from OS entropy when seed is None (the global RNG is never touched)."""
-    g = torch.Generator()
-    if seed is None:
-        g.seed()
-    else:
-        g.manual_seed(seed)
-    return g
 
 
 def _n_params(net: nn.Module) -> int:

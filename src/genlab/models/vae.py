@@ -28,7 +28,7 @@ from torch import nn
 
 from genlab.data.images import ImageData, ImageModality, fit_image, from_unit
 from genlab.errors import GenlabError
-from genlab.models.base import Family, Phase
+from genlab.models.base import Family, Phase, seeded_generator
 
 LOG_2PI = math.log(2 * math.pi)
 VALIDATION_SEED = 0  # validation draws its latent noise from this fixed stream, so estimates are comparable
@@ -253,7 +253,7 @@ class VAE(ImageModality, Family):
         """
         _check_n(n)
         self._check_label(label)
-        g = _generator(seed)
+        g = seeded_generator(seed)
         z = torch.randn(n, self.config.latent_dim, generator=g)  # (n, D), drawn on the CPU: same on any device
         y = None
         if self.num_classes_:
@@ -298,7 +298,7 @@ class VAE(ImageModality, Family):
         if not 0 <= strength <= 1:
             raise GenlabError(f"--strength must be in [0, 1], got {strength}")
         mu, _, cond = self._encode(image, label)  # (1, D), (1, K) or None
-        eps = torch.randn(n, self.config.latent_dim, generator=_generator(seed))  # (n, D)
+        eps = torch.randn(n, self.config.latent_dim, generator=seeded_generator(seed))  # (n, D)
         z = mu + strength * eps  # (n, D)
         return self._decode_images(z, None if cond is None else cond.expand(n, -1))
 
@@ -315,7 +315,7 @@ class VAE(ImageModality, Family):
             raise GenlabError(f"--steps must be at least 2, got {steps}")
         self._check_label(label)
         t = torch.linspace(0, 1, steps)[:, None]  # (steps, 1)
-        g = _generator(seed)
+        g = seeded_generator(seed)
         if images is None:
             z0, z1 = torch.randn(2, self.config.latent_dim, generator=g)  # (D,) each
             z = _slerp(z0, z1, t)  # (steps, D)
@@ -338,15 +338,6 @@ def _slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return (1 - t) * z0 + t * z1
     return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
 
-
-def _generator(seed: int | None) -> torch.Generator:
-    """A private CPU generator: seeded, or from fresh entropy when seed is None (global RNG untouched)."""
-    g = torch.Generator()
-    if seed is None:
-        g.seed()
-    else:
-        g.manual_seed(seed)
-    return g
 
 
 def _check_n(n: int) -> None:
