@@ -24,12 +24,16 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
+	$(PIP) install -q -e ".[bench]"
+	$(PIP) install -q --no-deps "invisible-watermark==0.2.0"
 	$(BIN)/python bench/train_gpt.py
 	$(BIN)/python bench/sample_gpt.py
 	$(BIN)/python bench/shakespeare_char.py
 	$(BIN)/python bench/vae_mnist.py
 	$(BIN)/python bench/gan_mnist.py
 	$(BIN)/python bench/diffusion_mnist.py
+	$(BIN)/python bench/watermark_text.py
+	$(BIN)/python bench/watermark_images.py
 
 clean:
 	rm -rf $(VENV) runs bench/results .pytest_cache

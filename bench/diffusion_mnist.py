@@ -1,4 +1,4 @@
-"""Quality recipe: a class-conditional DDPM on MNIST (5,000 digits) in about 10 minutes on 2 CPU cores.
+"""Quality recipe: a class-conditional DDPM on MNIST (5,000 digits) in about 18 minutes on 2 CPU cores.
 
 Trains ``diffusion`` on the ``mnist`` dataset with ``configs/diffusion-mnist.toml`` under a wall-clock budget, then
 runs ``genlab eval``'s image report on the held-out split (DDIM sampling with the EMA weights): FID and KID on
@@ -10,7 +10,7 @@ It also times training steps in bf16 and in fp32, alternating in the same proces
 main run) on the same config and data, and writes a 10x10 grid (one column per class), an interpolation strip
 and variations of a held-out digit next to the run.
 
-    python bench/diffusion_mnist.py [--minutes 10] [--out bench/results/diffusion_mnist] [--set model.guidance=1]
+    python bench/diffusion_mnist.py [--minutes 18] [--out bench/results/diffusion_mnist] [--set model.guidance=1]
 
 Prints a table, writes ``bench/results/diffusion_mnist.json`` and leaves the run (samples/step-N.png, loss.png) in
 --out.
@@ -91,7 +91,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, default=10.0, help="training budget (data preparation not counted)")
+    ap.add_argument("--minutes", type=float, default=18.0, help="training budget (data preparation not counted)")
     ap.add_argument("--config", default=str(ROOT / "configs" / "diffusion-mnist.toml"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "diffusion_mnist"))
     ap.add_argument("--set", action="append", default=[], help="extra overrides, section.key=value")

@@ -1,4 +1,4 @@
-"""Quality recipe: a class-conditional DCGAN on MNIST (5,000 digits) in about 10 minutes on 2 CPU cores.
+"""Quality recipe: a class-conditional DCGAN on MNIST (5,000 digits) in about 18 minutes on 2 CPU cores.
 
 Trains ``gan`` on the ``mnist`` dataset with ``configs/gan-mnist.toml`` under a wall-clock budget, then runs
 ``genlab eval``'s image report on the held-out split: FID and KID on genlab's own MNIST feature network,
@@ -10,7 +10,7 @@ It also times training steps in bf16 and in fp32, alternating in the same proces
 main run) on the same config and data. Images per second count what the training loop counts: the real images
 of the discriminator's phase(s); the generator's fakes are not counted.
 
-    python bench/gan_mnist.py [--minutes 10] [--out bench/results/gan_mnist] [--set model.width=48]
+    python bench/gan_mnist.py [--minutes 18] [--out bench/results/gan_mnist] [--set model.width=48]
 
 Prints a table, writes ``bench/results/gan_mnist.json`` and leaves the run (samples/step-N.png, loss.png) in --out.
 """
@@ -78,7 +78,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, default=10.0, help="training budget (data preparation not counted)")
+    ap.add_argument("--minutes", type=float, default=18.0, help="training budget (data preparation not counted)")
     ap.add_argument("--config", default=str(ROOT / "configs" / "gan-mnist.toml"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "gan_mnist"))
     ap.add_argument("--set", action="append", default=[], help="extra overrides, section.key=value")

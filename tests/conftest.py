@@ -3,6 +3,7 @@ tiny trained run that the sampling, evaluation, export and CLI tests reuse."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,14 @@ TINY = [
     "train.eval_batches=4",
     "train.precision=fp32",
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def genlab_home(tmp_path_factory) -> Path:
+    """Signing keys made by the tests (and by the CLI processes they start) go here, not to the user's home."""
+    home = tmp_path_factory.mktemp("genlab-home")
+    os.environ["GENLAB_HOME"] = str(home)
+    return home
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,10 @@ from genlab import config as cfgmod
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_bytes
 from genlab.models import get_family
+from genlab.responsible.card import write_card
+from genlab.responsible.country import country_code
+from genlab.responsible.energy import energy_session
+from genlab.responsible.release import run_identity
 from genlab.runs import CONFIG_TOML, DATA_DIR, Run, read_run_config, write_summary_json
 from genlab.train.loop import CHECKPOINT_FILE, METRICS_FILE, Trainer, read_metrics
 
@@ -73,6 +77,8 @@ def train(
             hint = "add --resume to continue it" if (out / CONFIG_TOML).exists() else "choose a new --out"
             raise GenlabError(f"{out} already exists and is not empty; {hint}")
 
+    if config.release.track_energy:
+        country_code(config.release.country)  # a bad release.country fails before anything is written
     model = family_cls(config.model)
     if resume:
         dataset = family_cls.load_data(config.data, out / DATA_DIR)
@@ -88,12 +94,15 @@ def train(
     if resume:
         model.build(dataset, seed=config.train.seed)
     cfgmod.write_toml(config, out / CONFIG_TOML)
+    run_identity(out)  # the run id and text-watermark key, made once
 
     trainer = Trainer(model, dataset, config.train, run_dir=out, resume=resume, progress=progress,
                       callbacks=list(callbacks))
-    summary = trainer.run()
+    with energy_session(out, model, dataset, config, trainer):  # RUN/energy.json, also for a Ctrl-C'd session
+        summary = trainer.run()
     write_summary_json(out / "summary.json", {**summary, "n_params": _n_params(model)})
     plot_losses(out, unit={"tok": "token", "img": "image"}.get(family_cls.unit, family_cls.unit))
+    write_card(out)  # RUN/README.md, the model card (`genlab card RUN` rewrites it)
     return Run(out, config, model, dataset)
 
 

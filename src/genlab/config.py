@@ -7,6 +7,7 @@ A run's configuration has four parts::
     [model]  the family's own config (e.g. ``GPTConfig``)
     [data]   the modality's data config (e.g. ``TextDataConfig``)
     [train]  ``TrainConfig``, shared by every family
+    [release] ``ReleaseConfig``: watermarks, signing and energy accounting, shared by every family
 
 Unknown keys and wrong types are errors that name the key and the closest valid one; nothing is silently fixed.
 """
@@ -63,6 +64,29 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ReleaseConfig:
+    """How a run's outputs are released: watermarked, signed, and what its training costs, for every family."""
+
+    watermark: bool = True  # mark generated text and images so they can be told apart as machine-made
+    text_gamma: float = 0.25  # text watermark: share of the vocabulary on each step's green list
+    text_delta: float = 2.0  # text watermark: logit bias added to green tokens (higher = easier to detect)
+    z_threshold: float = 4.0  # text watermark: z-score above which a text is called watermarked
+    sign: bool = True  # sign every generated file with a C2PA manifest (embedded, or a .c2pa sidecar)
+    track_energy: bool = True  # record training energy and CO2 with CodeCarbon's offline tracker
+    country: str = "auto"  # ISO 3166 alpha-3 code for the electricity mix, e.g. "FRA" (auto = from the time zone)
+
+    def validate(self) -> None:
+        if not 0 < self.text_gamma < 1:
+            raise ValueError(f"release.text_gamma must be in (0, 1), got {self.text_gamma}")
+        if self.text_delta < 0:
+            raise ValueError(f"release.text_delta must not be negative, got {self.text_delta}")
+        if self.z_threshold <= 0:
+            raise ValueError(f"release.z_threshold must be positive, got {self.z_threshold}")
+        if self.country != "auto" and not (len(self.country) == 3 and self.country.isalpha()):
+            raise ValueError(f"release.country must be 'auto' or a 3-letter ISO code such as 'FRA', got '{self.country}'")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything needed to rebuild a run: which family, on which data, with which settings."""
 
@@ -71,6 +95,7 @@ class RunConfig:
     model: Any  # the family's config dataclass
     data: Any  # the modality's data config dataclass
     train: TrainConfig = field(default_factory=TrainConfig)
+    release: ReleaseConfig = field(default_factory=ReleaseConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,10 +104,11 @@ class RunConfig:
             "model": dataclasses.asdict(self.model),
             "data": dataclasses.asdict(self.data),
             "train": dataclasses.asdict(self.train),
+            "release": dataclasses.asdict(self.release),
         }
 
 
-SECTIONS = ("model", "data", "train")
+SECTIONS = ("model", "data", "train", "release")
 
 
 def build(
@@ -96,7 +122,7 @@ def build(
     overrides: typing.Sequence[str] = (),
 ) -> RunConfig:
     """Layer defaults <- base dict <- TOML file <- ``section.key=value`` overrides, checking every key and type."""
-    classes = {"model": model_cls, "data": data_cls, "train": TrainConfig}
+    classes = {"model": model_cls, "data": data_cls, "train": TrainConfig, "release": ReleaseConfig}
     values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     layers: list[tuple[str, dict[str, Any]]] = []
     if base:

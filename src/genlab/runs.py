@@ -8,8 +8,13 @@
       model.safetensors     the weights
       tokenizer.json        text families: the tokenizer
       checkpoint.safetensors  weights + optimizer + RNG state + step, for --resume
+      release.json          the run id and the text watermark's secret key (made once)
       metrics.jsonl         one JSON object per log line (train loss, lr, throughput) or validation
       loss.png              training and validation loss curves
+      eval.json             the last `genlab eval` report
+      energy.json           time, FLOPs and energy of each training session
+      audit.json            the last `genlab audit` report (audit/: its pictures)
+      README.md             the model card
       samples/              previews written during training
       data/                 the tokenized splits (memory-mapped)
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,9 @@ from genlab.models import Family, get_family
 from genlab.train.loop import CHECKPOINT_FILE, METRICS_FILE, read_metrics
 
 CONFIG_TOML = "config.toml"
+EVAL_FILE = "eval.json"
+AUDIT_FILE = "audit.json"
+AUDIT_DIR = "audit"
 DATA_DIR = "data"
 
 
@@ -53,13 +62,67 @@ class Run:
         model.load_weights(path)
         return cls(path, config, model, data)
 
-    def sample(self, n: int = 1, **kwargs: Any) -> list[Any]:
-        return self.model.sample(n, **kwargs)
+    @cached_property
+    def release(self):
+        """The release layer: watermarks this run's outputs and signs the files they go to."""
+        from genlab.responsible.release import Release
 
-    def evaluate(self, **kwargs: Any) -> dict[str, Any]:
+        return Release(self)
+
+    def sample(self, n: int = 1, *, watermark: bool | None = None, **kwargs: Any) -> Any:
+        """The family's samples, watermarked as ``[release]`` says (``watermark=False`` to turn it off)."""
+        return self.release.sample(n, watermark=watermark, **kwargs)
+
+    def vary(self, image: Any, n: int, *, watermark: bool | None = None, **kwargs: Any) -> Any:
+        """Variations of the user's image (families with ``vary``), watermarked like samples."""
+        vary = getattr(self.model, "vary", None)
+        if vary is None:
+            raise GenlabError(f"the {self.config.family} family cannot make variations of an image")
+        return self.release.mark(vary(image, n, **kwargs), watermark=watermark)
+
+    def interpolate(self, steps: int, *, watermark: bool | None = None, **kwargs: Any) -> Any:
+        """Frames walking the latent space (families with ``interpolate``), watermarked like samples."""
+        interpolate = getattr(self.model, "interpolate", None)
+        if interpolate is None:
+            raise GenlabError(f"the {self.config.family} family has no latent space to interpolate in")
+        return self.release.mark(interpolate(steps, **kwargs), watermark=watermark)
+
+    def evaluate(self, *, save: bool = True, **kwargs: Any) -> dict[str, Any]:
+        """The family's report on the held-out split; kept in ``eval.json`` for the model card."""
         from genlab.evaluate import evaluate_run
 
-        return evaluate_run(self, **kwargs)
+        report = evaluate_run(self, **kwargs)
+        if save:
+            write_summary_json(self.path / EVAL_FILE, report)
+            self.write_card()
+        return report
+
+    def audit(self, *, n: int | None = None, seed: int = 0, save: bool = True) -> dict[str, Any]:
+        """Memorisation and bias audit of this run's outputs; kept in ``audit.json`` (pictures in ``audit/``).
+
+        ``n`` samples (default 64 texts, or 500 images: nearest-neighbour statistics need a few hundred).
+        """
+        from genlab.responsible.audit import audit_run
+
+        n = n if n is not None else (500 if self.model.modality == "image" else 64)
+        report = audit_run(self, n=n, seed=seed, out=self.path / AUDIT_DIR if save else None)
+        if save:
+            write_summary_json(self.path / AUDIT_FILE, report)
+            self.write_card()
+        return report
+
+    def write_card(self) -> Path:
+        """Write the model card ``README.md`` from what the run has measured so far."""
+        from genlab.responsible.card import write_card
+
+        return write_card(self.path)
+
+    def detect(self, content: Any, **kwargs: Any) -> Any:
+        """Look for this run's watermark: text -> ``Detection`` (z-scores), image array -> ``ImageMark``."""
+        marks = self.release.marks
+        if marks is None:
+            raise GenlabError(f"{self.config.family} outputs carry no watermark yet")
+        return marks.detect(content, **kwargs)
 
     def export(self, out: str | Path) -> Path:
         from genlab.files import atomic_folder

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from genlab.errors import GenlabError
 from genlab.files import atomic_write, atomic_write_bytes
+from genlab.version import genlab_version
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -125,7 +126,7 @@ class Family:
             for k, v in net.state_dict().items()
         }
         atomic_write(folder / MODEL_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
-        info = {"genlab_version": _version(), "architecture": self.architecture()}
+        info = {"genlab_version": genlab_version(), "architecture": self.architecture()}
         atomic_write_bytes(folder / CONFIG_FILE, json.dumps(info, indent=2).encode())
         self.extra_files(folder)
 
@@ -163,12 +164,3 @@ def decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str,
         seen.add(id(p))
         (decay if p.dim() >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("genlab")
-    except PackageNotFoundError:
-        return "0+unknown"

@@ -155,10 +155,12 @@ class GPT(TextModality, Family):
         top_p: float | None = None,
         seed: int | None = None,
         on_text: Any = None,
+        logits_processor: Any = None,
     ) -> list[str]:
         """Generate ``n`` continuations of ``prompt``; the same seed gives the same text.
 
-        ``on_text(piece)`` receives the first continuation as it is generated (for streaming).
+        ``on_text(piece)`` receives the first continuation as it is generated (for streaming);
+        ``logits_processor(ids, logits)`` may reshape each step's logits (the run's watermark does).
         """
         _check_sampling(n, max_new_tokens, temperature, top_k, top_p)
         was_training = self.model_.training
@@ -176,6 +178,7 @@ class GPT(TextModality, Family):
                 seed=seed,
                 stop_id=eot_id(self.tokenizer_),
                 on_token=stream.push if stream else None,
+                logits_processor=logits_processor,
             )
         finally:
             self.model_.train(was_training)

@@ -1,6 +1,7 @@
 """Image outputs: one PNG per sample, a grid of them, a strip and an animated GIF for interpolations.
 
-Images arrive as uint8 arrays (N, C, H, W) with C = 1 (grey) or 3 (RGB). Every file is written atomically.
+Images arrive as uint8 arrays (N, C, H, W) with C = 1 (grey) or 3 (RGB). Every file is written atomically,
+by ``write(path, bytes)``: plain by default, signed when the release layer passes its writer.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genlab.files import atomic_write_bytes
+from genlab.files import Writer, atomic_write_bytes
 
 
 def to_pil(image: np.ndarray):
@@ -47,31 +48,32 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def save_png(image: np.ndarray, path: Path) -> Path:
-    atomic_write_bytes(path, png_bytes(image))
+def save_png(image: np.ndarray, path: Path, *, write: Writer = atomic_write_bytes) -> Path:
+    write(path, png_bytes(image))
     return path
 
 
-def save_grid(images: np.ndarray, path: Path, *, nrow: int | None = None) -> Path:
-    return save_png(grid(images, nrow=nrow, scale=auto_scale(images)), path)
+def save_grid(images: np.ndarray, path: Path, *, nrow: int | None = None, write: Writer = atomic_write_bytes) -> Path:
+    return save_png(grid(images, nrow=nrow, scale=auto_scale(images)), path, write=write)
 
 
-def save_samples(images: np.ndarray, folder: Path, *, prefix: str = "sample") -> list[Path]:
+def save_samples(images: np.ndarray, folder: Path, *, prefix: str = "sample",
+                 write: Writer = atomic_write_bytes) -> list[Path]:
     """Each image as ``{prefix}-0000.png`` ... and all of them as ``grid.png``."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [save_png(img, folder / f"{prefix}-{i:04d}.png") for i, img in enumerate(images)]
-    save_grid(images, folder / "grid.png")
+    paths = [save_png(img, folder / f"{prefix}-{i:04d}.png", write=write) for i, img in enumerate(images)]
+    save_grid(images, folder / "grid.png", write=write)
     return paths
 
 
-def save_gif(frames: np.ndarray, path: Path, *, ms_per_frame: int = 120) -> Path:
+def save_gif(frames: np.ndarray, path: Path, *, ms_per_frame: int = 120, write: Writer = atomic_write_bytes) -> Path:
     """(N, C, H, W) frames -> an animated GIF that plays forward then back."""
     scale = auto_scale(frames)
     pics = [to_pil(f.repeat(scale, axis=1).repeat(scale, axis=2)) for f in frames]
     pics = pics + pics[-2:0:-1]
     buf = io.BytesIO()
     pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=ms_per_frame, loop=0)
-    atomic_write_bytes(path, buf.getvalue())
+    write(path, buf.getvalue())
     return path
 
 

@@ -119,8 +119,13 @@ def generate_ids(
     seed: int | None = None,
     stop_id: int | None = None,
     on_token: Callable[[int], None] | None = None,
+    logits_processor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> list[list[int]]:
-    """Generate ``n`` continuations of ``prompt``; returns the new token ids of each (stopping at ``stop_id``)."""
+    """Generate ``n`` continuations of ``prompt``; returns the new token ids of each (stopping at ``stop_id``).
+
+    ``logits_processor(ids, logits)`` sees every token so far (n, P + t) and the next-token logits (n, V) before
+    the choice, as transformers' processors do (the text watermark is one).
+    """
     device = next(model.parameters()).device
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else secrets.randbits(63))  # no global RNG involved
@@ -129,11 +134,19 @@ def generate_ids(
     assert 0 < len(prompt) <= window, "the caller checks the prompt length against the context"
     ctx = torch.tensor([prompt], dtype=torch.long, device=device).expand(n, -1)  # (n, P)
     logits = dec.step(ctx)  # 1. encode the prompt
-    out = torch.empty(n, max_new_tokens, dtype=torch.long, device=device)  # filled column by column
+    P = len(prompt)
+    seq = torch.empty(n, P + max_new_tokens, dtype=torch.long, device=device)  # prompt, then filled column by column
+    seq[:, :P] = ctx
+    out = seq[:, P:]  # (n, max_new_tokens) view
     done = torch.zeros(n, dtype=torch.bool, device=device)
     t = 0
     for t in range(max_new_tokens):
-        nxt = pick(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)  # 2. choose (n,)
+        temp = temperature
+        if logits_processor is not None:  # after temperature, as in transformers' generate()
+            if temperature > 0:
+                logits, temp = logits.float() / temperature, 1.0
+            logits = logits_processor(seq[:, : P + t], logits)
+        nxt = pick(logits, temperature=temp, top_k=top_k, top_p=top_p, generator=generator)  # 2. choose (n,)
         if stop_id is not None:
             nxt = nxt.masked_fill(done, stop_id)
             done |= nxt == stop_id
@@ -143,7 +156,7 @@ def generate_ids(
         if stop_id is not None and bool(done.all()):
             break
         if dec.pos == window:  # 3. context full: keep the last half and re-encode it
-            keep = torch.cat([ctx, out[:, : t + 1]], dim=1)[:, -(window // 2) :]
+            keep = seq[:, : P + t + 1][:, -(window // 2) :]
             dec.reset()
             logits = dec.step(keep)
         else:

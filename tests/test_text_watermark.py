@@ -1,0 +1,129 @@
+"""The text watermark: generated text is detected, human and unmarked text is not, edits and windows behave."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from genlab.errors import GenlabError
+from genlab.responsible.release import RELEASE_FILE, run_identity
+from genlab.responsible.text_watermark import TextWatermark
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "genlab.cli", *map(str, args)], capture_output=True, text=True,
+                           timeout=300)
+
+
+def test_marked_text_is_detected_and_plain_text_is_not(trained_run, corpus_file):
+    # setup: the same prompts and seeds with and without the mark; human text from the corpus
+    kw = dict(prompt="HAMLET:", max_new_tokens=200, temperature=1.0, seed=3)
+    marked = trained_run.sample(4, **kw)
+    plain = trained_run.sample(4, watermark=False, **kw)
+    human = corpus_file.read_text()[50_000:50_600]
+    # run
+    z_marked = [trained_run.detect(t).document.z for t in marked]
+    z_plain = [trained_run.detect(t).document.z for t in plain]
+    z_human = trained_run.detect(human).document.z
+    # assert: either side of the threshold (4)
+    assert min(z_marked) > 4.0, z_marked
+    assert max(z_plain) < 4.0 and z_human < 4.0, (z_plain, z_human)
+    assert marked != plain
+
+
+def test_watermarked_sampling_is_seeded(trained_run):
+    a = trained_run.sample(2, prompt="KING:", max_new_tokens=40, seed=5)
+    b = trained_run.sample(2, prompt="KING:", max_new_tokens=40, seed=5)
+    assert a == b
+
+
+def test_scores_match_transformers_detector(trained_run):
+    # setup: our scorer with repeats counted, against transformers' WatermarkDetector on the same ids
+    from transformers import WatermarkDetector, WatermarkingConfig
+
+    wm = trained_run.release.marks.watermark
+    plain = TextWatermark(wm.vocab_size, wm.key, gamma=wm.gamma, delta=wm.delta, ignore_repeated=False)
+    text = trained_run.sample(1, prompt="HAMLET:", max_new_tokens=120, seed=1)[0]
+    ids = trained_run.model.tokenizer_.encode(text).ids
+    config = trained_run.model.hf_config()
+    detector = WatermarkDetector(config, "cpu", WatermarkingConfig(greenlist_ratio=wm.gamma, bias=wm.delta,
+                                                                   hashing_key=wm.key, seeding_scheme="lefthash"))
+    # run
+    ours = plain.score(ids)
+    theirs = detector(torch.tensor([ids]), z_threshold=4.0, return_dict=True)
+    # assert
+    assert ours.green == int(theirs.num_green_tokens[0]) and ours.tokens_scored == int(theirs.num_tokens_scored[0])
+    assert ours.z == pytest.approx(float(theirs.z_score[0]))
+
+
+def test_sliding_window_finds_a_marked_passage_in_human_text(trained_run, corpus_file):
+    # setup: 600 characters of human text, then 150 watermarked ones, then 600 more human
+    human = corpus_file.read_text()
+    marked = trained_run.sample(1, prompt="\n", max_new_tokens=150, temperature=1.0, seed=2)[0]
+    text = human[60_000:60_600] + marked + human[61_000:61_600]
+    # run
+    det = trained_run.detect(text, window=100)
+    # assert: the best window overlaps the marked passage and is called watermarked
+    best = det.best_window
+    assert best.watermarked and best.start < 750 and best.end > 600
+    assert sum(w.watermarked for w in det.windows) <= 3
+
+
+def test_random_edits_lower_the_score(trained_run):
+    wm = trained_run.release.marks.watermark
+    text = trained_run.sample(1, prompt="HAMLET:", max_new_tokens=200, temperature=1.0, seed=8)[0]
+    ids = trained_run.model.tokenizer_.encode(text).ids
+    g = torch.Generator().manual_seed(0)
+    edited = list(ids)
+    for j in torch.randperm(len(ids), generator=g)[: len(ids) // 2].tolist():
+        edited[j] = int(torch.randint(wm.vocab_size, (1,), generator=g))
+    assert wm.score(edited).z < wm.score(ids).z
+
+
+def test_release_file_is_made_once_and_checked(trained_run, tmp_path):
+    # setup: the trained run has one; a fresh folder gets one on demand
+    saved = json.loads((trained_run.path / RELEASE_FILE).read_text())
+    # run
+    again = run_identity(trained_run.path)
+    fresh = run_identity(tmp_path)
+    (tmp_path / RELEASE_FILE).write_text("{not json")
+    # assert
+    assert again.run_id == saved["run_id"] and len(again.run_id) == 32 and fresh.run_id != again.run_id
+    with pytest.raises(GenlabError, match="corrupted"):
+        run_identity(tmp_path)
+
+
+def test_cli_sample_to_files_then_detect_and_verify(trained_run, tmp_path):
+    # setup: two marked texts and one unmarked, written as signed files
+    marked, plain = tmp_path / "marked", tmp_path / "plain"
+    r1 = cli("sample", trained_run.path, "--n", "2", "--seed", "1", "--max-new-tokens", "200", "--temperature", "1",
+             "--out", marked)
+    r2 = cli("sample", trained_run.path, "--n", "1", "--seed", "1", "--max-new-tokens", "200", "--temperature", "1",
+             "--no-watermark", "--out", plain)
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
+    files = sorted(marked.glob("*.txt")) + sorted(plain.glob("*.txt"))
+    # run
+    det = cli("detect", *files, "--run", trained_run.path, "--json")
+    ver = cli("verify", files[0], "--runs", trained_run.path.parent, "--json")
+    # assert
+    assert det.returncode == 0, det.stderr
+    z = [d["document"]["z"] for d in json.loads(det.stdout)]
+    assert z[0] > 4 and z[1] > 4 and z[2] < 4
+    assert all((f.parent / (f.name + ".c2pa")).is_file() for f in files)
+    v = json.loads(ver.stdout)[0]
+    assert ver.returncode == 0, ver.stdout + ver.stderr
+    assert v["signature"] == "trusted" and v["watermark"]["found"] and v["watermark"]["matches_manifest"]
+
+
+def test_cli_detect_bad_input(trained_run, tmp_path):
+    binary = tmp_path / "x.txt"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    r = cli("detect", binary, "--run", trained_run.path)
+    missing = cli("detect", tmp_path / "nope.txt", "--run", trained_run.path)
+    not_a_run = cli("detect", binary, "--run", tmp_path)
+    for res, msg in ((r, "not UTF-8"), (missing, "cannot read"), (not_a_run, "not a genlab run")):
+        assert res.returncode == 2 and msg in res.stderr and "Traceback" not in res.stderr, res.stderr
