@@ -26,8 +26,6 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Datasets genlab knows.")
 app.add_typer(data_app, name="data")
-keys_app = typer.Typer(no_args_is_help=True, help="The local identity that signs generated files.")
-app.add_typer(keys_app, name="keys")
 out = Console()
 err = Console(stderr=True)
 
@@ -257,149 +255,6 @@ def export(
     err.print(f"exported to [bold]{path}[/]: AutoModelForCausalLM.from_pretrained('{path}')")
 
 
-@keys_app.command("init")
-def keys_init(
-    name: Annotated[Optional[str], typer.Option(help="who signs, as shown in manifests (default: user@host)")] = None,
-    force: Annotated[bool, typer.Option("--force", help="replace an existing identity")] = False,
-) -> None:
-    """Create the local signing identity: a root certificate (your trust anchor) and a C2PA signing certificate."""
-    from genlab.responsible.keys import init_identity
-
-    identity = init_identity(name=name, force=force)
-    err.print(f"signing identity [bold]{identity.subject}[/] in {identity.folder}\n"
-              f"certificate sha256 {identity.fingerprint}; share {identity.folder / 'root.pem'} so others can "
-              "verify your files as trusted")
-
-
-@app.command()
-def verify(
-    files: Annotated[list[Path], typer.Argument(help="generated files (PNG, JPEG, .txt, .csv, .mid ...)")],
-    runs_: Annotated[Path, typer.Option("--runs", help="where to look for the run a text names")] = Path("runs"),
-    run: Annotated[Optional[Path], typer.Option(help="text: the run whose watermark key to use")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-) -> None:
-    """Check each file's C2PA signature and its watermark, together. Exit code 1 if any is not trusted."""
-    from genlab.responsible.verify import verify as check
-
-    verdicts = [check(f, runs=runs_, run=run) for f in files]
-    if as_json:
-        print(json.dumps([_verdict_dict(v) for v in verdicts], indent=2, default=str))
-    else:
-        for v in verdicts:
-            _print_verdict(v)
-    if any(v.provenance.status != "trusted" for v in verdicts):
-        raise typer.Exit(1)
-
-
-def _verdict_dict(v) -> dict:
-    import dataclasses
-
-    p = v.provenance
-    return {"file": str(v.path), "signature": p.status, "signer": p.signer, "failures": list(p.failures),
-            "generation": p.generation, "watermark": dataclasses.asdict(v.watermark) if v.watermark else None}
-
-
-def _print_verdict(v) -> None:
-    p = v.provenance
-    colour = {"trusted": "green", "untrusted": "yellow", "tampered": "red", "unsigned": "red"}.get(p.status, "white")
-    out.print(f"[bold]{v.path}[/]: signature [bold {colour}]{p.status}[/]"
-              + (f" (signed by {p.signer})" if p.signer else ""), highlight=False)
-    for failure in p.failures:
-        out.print(f"  failure: {failure}", highlight=False)
-    g = p.generation or {}
-    if g:
-        out.print(f"  made by genlab {g.get('genlab_version', '?')}: {g.get('family', '?')} on "
-                  f"{g.get('dataset', '?')}, run {str(g.get('run_id', '?'))[:8]}, weights "
-                  f"{str(g.get('weights_sha256', '?'))[:12]}, seed {g.get('seed', '-')}", highlight=False)
-    w = v.watermark
-    if w is None:
-        out.print("  watermark: none for this format", highlight=False)
-    elif not w.checked:
-        out.print(f"  watermark: not checked ({w.note})", highlight=False)
-    else:
-        what = ", ".join(f"{k} {val:.3g}" if isinstance(val, float) else f"{k} {val}" for k, val in w.detail.items()
-                         if k != "run" and val is not None)
-        agree = {True: "; matches the manifest's run", False: "; does NOT match the manifest's run", None: ""}
-        out.print(f"  watermark ({w.kind}): {'found' if w.found else 'not found'} ({what}){agree[w.matches_manifest]}"
-                  + (f" [{w.note}]" if w.note else ""), highlight=False)
-
-
-@app.command()
-def detect(
-    files: Annotated[list[Path], typer.Argument(help="text files to test, one document each")],
-    run: Annotated[Path, typer.Option(help="the run whose watermark key to test with")],
-    window: Annotated[int, typer.Option(help="tokens per sliding window (0 = whole documents only)")] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-) -> None:
-    """Test text for a run's watermark: z-score, p-value and verdict per document and per sliding window."""
-    import dataclasses
-
-    from genlab.responsible.verify import read_text
-
-    r = genlab.load(run)
-    if r.model.modality != "text":
-        raise GenlabError(f"{run} is a {r.model.modality} run; `genlab detect` tests text (use `genlab verify` for images)")
-    if window < 0:
-        raise GenlabError(f"--window must be 0 or more tokens, got {window}")
-    results = [(f, r.detect(read_text(f), window=window)) for f in files]
-    if as_json:
-        print(json.dumps([{"file": str(f), "document": dataclasses.asdict(d.document),
-                           "windows": [dataclasses.asdict(w) for w in d.windows]} for f, d in results], indent=2))
-        return
-    threshold = r.config.release.z_threshold
-    table = Table(title=f"watermark of {run} (gamma {r.config.release.text_gamma}, z threshold {threshold})")
-    for col in ("file", "tokens scored", "green", "z", "p-value", "verdict", f"best {window}-token window"):
-        table.add_column(col, justify="left" if col in ("file", "verdict") else "right")
-    for f, d in results:
-        s, best = d.document, d.best_window
-        verdict = "[bold red]watermarked[/]" if s.watermarked else "not watermarked"
-        where = "-" if best is None else f"z {best.z:.2f} at tokens {best.start}-{best.end}" + \
-            (" (watermarked)" if best.watermarked else "")
-        table.add_row(str(f), str(s.tokens_scored), f"{s.green_fraction:.1%}", f"{s.z:.2f}", f"{s.p_value:.2e}",
-                      verdict, where)
-    out.print(table)
-
-
-@app.command()
-def audit(
-    run: Annotated[Path, typer.Argument(help="run folder")],
-    n: Annotated[Optional[int], typer.Option("--n", help="samples to audit (default 64 texts or 500 images)")] = None,
-    seed: Annotated[int, typer.Option(help="seeds the samples")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-) -> None:
-    """Memorisation and bias audit: writes RUN/audit.json (and pictures in RUN/audit/), updates the model card."""
-    r = genlab.load(run)
-    report = r.audit(n=n, seed=seed)
-    if as_json:
-        print(json.dumps(report, indent=2, default=float))
-        return
-    out.print(_flat_table(report, f"audit of {run}"))
-    err.print(f"report in [bold]{r.path / 'audit.json'}[/]; model card {r.path / 'README.md'}")
-
-
-@app.command()
-def card(run: Annotated[Path, typer.Argument(help="run folder")]) -> None:
-    """Write (or refresh) the run's model card, RUN/README.md, from what the run has measured."""
-    path = genlab.load(run).write_card()
-    err.print(f"model card in [bold]{path}[/]")
-
-
-def _flat_table(report: dict, title: str) -> Table:
-    table = Table(title=title)
-    table.add_column("figure")
-    table.add_column("value", overflow="fold")
-
-    def walk(d: dict, prefix: str = "") -> None:
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}.")
-            elif isinstance(v, (int, float, str, bool)) or v is None:
-                table.add_row(f"{prefix}{k}", f"{v:.4g}" if isinstance(v, float) else str(v))
-
-    walk(report)
-    return table
-
-
 @app.command()
 def runs(folder: Annotated[Path, typer.Argument(help="folder holding runs")] = Path("runs")) -> None:
     """List runs: family, dataset, steps, best validation loss, wall time."""
@@ -442,8 +297,12 @@ def _duration(s: float) -> str:
 
 
 def main() -> None:
+    import genlab.cli_release  # noqa: F401  (registers keys, verify, detect, audit, card on genlab.cli.app)
+    import genlab.cli_text  # noqa: F401  (registers fill, embed, complete)
+    from genlab.cli import app as commands  # the module's app, also when this file runs as __main__
+
     try:
-        app()
+        commands()
     except GenlabError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(2)

@@ -43,6 +43,8 @@ def verify(path: str | Path, *, runs: str | Path | None = "runs", run: str | Pat
     from genlab.responsible.provenance import verify_file
 
     path = Path(path)
+    if path.is_dir():
+        raise GenlabError(f"{path} is a folder; give the files in it (e.g. {path}/*.png)")
     if not path.is_file():
         raise GenlabError(f"{path}: no such file")
     prov = verify_file(path)
