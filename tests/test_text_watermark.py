@@ -21,7 +21,7 @@ def cli(*args):
 
 def test_marked_text_is_detected_and_plain_text_is_not(trained_run, corpus_file):
     # setup: the same prompts and seeds with and without the mark; human text from the corpus
-    kw = dict(prompt="HAMLET:", max_new_tokens=200, temperature=1.0, seed=3)
+    kw = dict(prompt="HAMLET:", max_new_tokens=300, temperature=1.0, seed=3)
     marked = trained_run.sample(4, **kw)
     plain = trained_run.sample(4, watermark=False, **kw)
     human = corpus_file.read_text()[50_000:50_600]
