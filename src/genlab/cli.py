@@ -56,12 +56,14 @@ def sample(
     seed: Annotated[Optional[int], typer.Option(help="the same seed gives the same output")] = None,
     prompt: Annotated[str, typer.Option(help="text: what to continue (empty: start a new document)")] = "",
     max_new_tokens: Annotated[int, typer.Option(help="text: tokens to generate per sample")] = 200,
-    temperature: Annotated[float, typer.Option(help="text: 0 = greedy; higher = more random")] = 0.8,
+    temperature: Annotated[Optional[float], typer.Option(help="text: 0 = greedy; higher = more random (default 0.8; t5: 0)")] = None,
     top_k: Annotated[Optional[int], typer.Option(help="text: sample among the k most likely tokens")] = None,
     top_p: Annotated[Optional[float], typer.Option(help="text: sample within the smallest set of this mass")] = None,
     label: Annotated[Optional[int], typer.Option(help="images: the class to generate (conditional models)")] = None,
     sampler: Annotated[Optional[str], typer.Option(help="diffusion: ddim or ddpm")] = None,
     steps: Annotated[Optional[int], typer.Option(help="diffusion: denoising steps")] = None,
+    source: Annotated[Optional[list[str]], typer.Option(help="t5: the input to transform (repeat it; - = stdin)")] = None,
+    beams: Annotated[int, typer.Option(help="t5: beam search width (1 = greedy or sampling)")] = 1,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="new folder for the files (text: default is the terminal)")] = None,
     watermark: Annotated[Optional[bool], typer.Option("--watermark/--no-watermark", help="mark the outputs (default: the run's [release] setting, on)")] = None,
     sign: Annotated[Optional[bool], typer.Option("--sign/--no-sign", help="sign the files with C2PA (default: on)")] = None,
@@ -72,6 +74,8 @@ def sample(
     """
     _check_new(out_dir)
     r = genlab.load(run)
+    if not r.model.generates:
+        r.model.sample(n)  # raises the family's own one-line error (e.g. bert: use `genlab fill`)
     if r.model.modality == "image":
         options = {k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None}
         images = r.sample(n, label=label, seed=seed, watermark=watermark, **options)
@@ -80,6 +84,13 @@ def sample(
         err.print(f"{len(images)} images and grid.png in [bold]{folder}[/]")
         _say_watermark(r, watermark)
         return
+    if r.model.modality == "pairs":
+        _sample_pairs(r, n, source, beams=beams, max_new_tokens=max_new_tokens, temperature=temperature or 0.0,
+                      top_k=top_k, top_p=top_p, seed=seed, watermark=watermark, sign=sign, out_dir=out_dir)
+        return
+    if source:
+        raise GenlabError(f"--source is for sequence-to-sequence runs (t5); {run} is a {r.config.family} run: use --prompt")
+    temperature = 0.8 if temperature is None else temperature
     kwargs = dict(prompt=prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                   seed=seed, watermark=watermark)
     if out_dir is not None:
@@ -108,6 +119,30 @@ def sample(
     for i, text in enumerate(r.sample(n, **kwargs)):
         out.rule(f"sample {i + 1}", style="dim")
         out.print(prompt + text, markup=False, highlight=False)
+
+
+def _sample_pairs(r, n: int, sources: Optional[list[str]], *, out_dir: Optional[Path], sign: Optional[bool],
+                  **options) -> None:
+    """t5: ``n`` outputs for each --source, printed, or written as .txt files (signed) with --out."""
+    if not sources:
+        raise GenlabError(f"{r.path} is a sequence-to-sequence run: give its input with --source TEXT (or - for stdin)")
+    sources = [sys.stdin.read() if s == "-" else s for s in sources]
+    outputs = r.sample(n, source=sources, **options)  # n per source, in source order
+    if out_dir is None:
+        for i, src in enumerate(sources):
+            out.rule(f"source {i + 1}", style="dim")
+            for text in outputs[i * n : (i + 1) * n]:
+                out.print(text, markup=False, highlight=False)
+        return
+    watermark = options.pop("watermark")
+    write = _writer(r, sign, watermark=watermark, prompt="\n".join(sources), **options)
+
+    def write_texts(tmp: Path) -> None:
+        for i, text in enumerate(outputs):
+            write(tmp / f"sample-{i:04d}.txt", text.encode("utf-8"))
+
+    _new_folder(out_dir, write_texts)
+    err.print(f"{len(outputs)} outputs in [bold]{out_dir}[/]")
 
 
 @app.command()
@@ -251,8 +286,10 @@ def export(
     dest: Annotated[Path, typer.Argument(help="new folder for the Hugging Face files")],
 ) -> None:
     """Write a folder that plain transformers loads (from_pretrained)."""
-    path = genlab.load(run).export(dest)
-    err.print(f"exported to [bold]{path}[/]: AutoModelForCausalLM.from_pretrained('{path}')")
+    r = genlab.load(run)
+    path = r.export(dest)
+    auto = getattr(r.model, "hf_auto_class", "AutoModel")
+    err.print(f"exported to [bold]{path}[/]: transformers.{auto}.from_pretrained('{path}')")
 
 
 @app.command()

@@ -97,7 +97,7 @@ def detect(
     from genlab.responsible.verify import read_text
 
     r = genlab.load(run)
-    if r.model.modality != "text":
+    if not r.release.writes_text:
         raise GenlabError(f"{run} is a {r.model.modality} run; `genlab detect` tests text (use `genlab verify` for images)")
     if window < 0:
         raise GenlabError(f"--window must be 0 or more tokens, got {window}")

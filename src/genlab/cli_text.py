@@ -2,8 +2,108 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import genlab
 from genlab.cli import app, err, out  # noqa: F401  (each verb below registers on the one app)
+from genlab.errors import GenlabError
 
 # -- bert: fill, embed ------------------------------------------------------------------------------------------
 
+@app.command()
+def fill(
+    run: Annotated[Path, typer.Argument(help="run folder of a bert model")],
+    text: Annotated[str, typer.Argument(help='text with one or more [MASK], e.g. "To be or not to [MASK]"')],
+    top_k: Annotated[int, typer.Option("--top-k", help="fillers to show per [MASK]")] = 5,
+) -> None:
+    """Fill in each [MASK] of a text: the most likely tokens and their probabilities (bert runs)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    model = genlab.load(run).model
+    if not hasattr(model, "fill"):
+        raise GenlabError(f"{run} is not a masked language model; fill needs a bert run")
+    for i, fillers in enumerate(model.fill(text, top_k=top_k), start=1):
+        table = Table(title=Text(f"[MASK] {i}"))
+        table.add_column("token")
+        table.add_column("probability", justify="right")
+        for token, p in fillers:
+            table.add_row(Text(repr(token)), f"{p:.4f}")
+        out.print(table)
+
+
+@app.command()
+def embed(
+    run: Annotated[Path, typer.Argument(help="run folder of a bert model")],
+    file: Annotated[Path, typer.Argument(help="text file, one text per line")],
+    out_: Annotated[Path, typer.Option("--out", help="new .npy file for the (lines, n_embd) float32 array")],
+) -> None:
+    """Embed each line of a file as a vector (mean of the last hidden states) into a .npy file (bert runs)."""
+    import io
+
+    import numpy as np
+
+    from genlab.files import atomic_write
+
+    if out_.exists():
+        raise GenlabError(f"{out_} already exists; choose a new --out")
+    if not file.is_file():
+        raise GenlabError(f"{file}: no such file")
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise GenlabError(f"{file} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not lines:
+        raise GenlabError(f"{file} is empty; write one text per line")
+    model = genlab.load(run).model
+    if not hasattr(model, "embed"):
+        raise GenlabError(f"{run} cannot embed text; embed needs a bert run")
+    vectors = model.embed(lines)  # (N, n_embd)
+    buffer = io.BytesIO()
+    np.save(buffer, vectors)
+    atomic_write(out_, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+    err.print(f"{len(lines)} vectors of {vectors.shape[1]} in [bold]{out_}[/]")
+
+
 # -- code assistant: complete -----------------------------------------------------------------------------------
+# (Path, Annotated, typer and GenlabError come from the imports at the top of the file)
+
+
+@app.command()
+def complete(
+    run: Annotated[Path, typer.Argument(help="run folder (a gpt trained on code)")],
+    file: Annotated[str, typer.Argument(help="a .py file, or - to read the text before the cursor from stdin")],
+    line: Annotated[int | None, typer.Option("--line", help="complete at this line (1-based): the model sees lines before it")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="at most this many tokens")] = 64,
+    temperature: Annotated[float, typer.Option(help="0 = greedy; higher = more random")] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="the same seed gives the same completion")] = None,
+    watermark: Annotated[bool | None, typer.Option("--watermark/--no-watermark", help="mark the completion (default: the run's release.watermark setting, on)")] = None,
+) -> None:
+    """Complete Python code at a line: the rest of the statement, or the block it opens (whole lines)."""
+    import sys
+
+    from genlab.sample.code import check_options, prefix_at
+    from genlab.sample.code import complete as complete_code
+
+    check_options(max_new_tokens, temperature)
+    if file == "-":
+        if line is not None:
+            raise GenlabError("--line goes with a FILE; with - the whole of standard input is the text before the cursor")
+        prefix = sys.stdin.read()
+    else:
+        if line is None:
+            raise GenlabError("give --line N, the line to complete at (1-based)")
+        prefix = prefix_at(Path(file), line)
+    r = genlab.load(run)
+    context = prefix.rstrip("\n").rsplit("\n", 1)[-1]
+    if context.strip():
+        err.print(context, style="dim", markup=False, highlight=False)
+    text = complete_code(r, prefix, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                         watermark=watermark)
+    if not text:
+        err.print("(no complete line generated; try a larger --max-new-tokens)", style="dim")
+    sys.stdout.write(text)
+    sys.stdout.flush()

@@ -69,4 +69,4 @@ def resolve(name: str, modality: str) -> Any:
 
 def _load_modalities() -> None:
     # Importing a modality module registers its datasets.
-    from genlab.data import images, text  # noqa: F401
+    from genlab.data import images, pairs, text  # noqa: F401

@@ -14,6 +14,8 @@ FAMILIES: dict[str, str] = {
     "gan": "genlab.models.gan:GAN",
     "vae": "genlab.models.vae:VAE",
     "diffusion": "genlab.models.diffusion:Diffusion",
+    "t5": "genlab.models.t5:T5",
+    "bert": "genlab.models.bert:BERT",
 }
 
 

@@ -48,6 +48,7 @@ class Family:
     Config: ClassVar[type]  # the family's config dataclass
     unit: ClassVar[str] = "ex"  # what throughput counts: "tok" for text, "img" for images
     train_defaults: ClassVar[dict[str, Any]] = {}  # the family's own [train] defaults, e.g. GAN betas
+    generates: ClassVar[bool] = True  # makes new content through `sample` (bert only fills masks and embeds)
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -66,6 +66,7 @@ class GPTConfig:
 
 class GPT(TextModality, Family):
     name = "gpt"
+    hf_auto_class = "AutoModelForCausalLM"  # what loads its export_hf folder
     Config = GPTConfig
 
     # -- networks -------------------------------------------------------------------------------------------------

@@ -120,6 +120,7 @@ class ImageMarks:
 
 
 MARKS: dict[str, type] = {"text": TextMarks, "image": ImageMarks}  # modality -> its watermark
+MARKS["pairs"] = TextMarks  # seq2seq text (t5): marked while generated, like text
 
 
 # -- the layer --------------------------------------------------------------------------------------------------
@@ -131,8 +132,15 @@ class Release:
         self.config = run.config.release
         self.identity = run_identity(run.path)
 
+    @property
+    def writes_text(self) -> bool:
+        """Whether the run generates text (and so carries the text watermark): gpt, t5, ..."""
+        return isinstance(self.marks, TextMarks)
+
     @cached_property
     def marks(self) -> TextMarks | ImageMarks | None:
+        if not self.run.model.generates:  # e.g. bert fills masks: there is nothing to mark
+            return None
         cls = MARKS.get(self.run.model.modality)
         return cls(self) if cls is not None else None
 

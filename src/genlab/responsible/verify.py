@@ -81,7 +81,7 @@ def _text_mark(path: Path, generation: dict[str, Any], *, runs, run) -> Watermar
             f"run {generation['run_id'][:8]}... is not under {runs}"
         return WatermarkVerdict("text", False, note=f"text watermarks are keyed per run and {why}: pass --run RUN")
     r = Run.load(run_dir)
-    if r.model.modality != "text":
+    if not r.release.writes_text:
         raise GenlabError(f"{run_dir} is a {r.model.modality} run; a text file needs a text run")
     text = read_text(path)
     det = r.detect(text)

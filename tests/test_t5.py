@@ -1,0 +1,187 @@
+"""The pairs modality and the t5 family: mining, pairs files, training, decoding, metrics, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import genlab
+from genlab.data.pairs import mine_docstring_pairs, name_as_sentence, read_pairs_file
+from genlab.errors import GenlabError
+from genlab.evaluate.pairs import text_metrics
+
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
+TINY_T5 = [
+    "model.d_model=64", "model.d_ff=128", "model.d_kv=16", "model.n_head=2", "model.n_layer=1",
+    "model.n_decoder_layer=1", "data.vocab_size=300", "data.max_source_tokens=16", "data.max_target_tokens=8",
+    "train.batch_size=16", "train.precision=fp32", "train.eval_batches=2", "train.warmup_steps=5",
+]
+
+SOURCE = '''
+import os
+
+@decorated
+def add(a, b):
+    """Add two numbers.
+
+    Longer explanation.
+    """
+    return a + b
+
+def undocumented():
+    return 1
+
+class Box:
+    def size(self):
+        """Return the size."""
+        def helper():
+            """Help out."""
+            return 2
+        return helper()
+
+    def abstract(self):
+        """Only a docstring."""
+
+async def fetch(url):
+    \'\'\'Fetch a page.\'\'\'
+    return await get(url)
+'''
+
+
+def test_miner_extracts_known_pairs():
+    pairs = {t: s for s, t in mine_docstring_pairs(SOURCE)}
+    assert set(pairs) == {"Add two numbers.", "Return the size.", "Help out.", "Fetch a page."}
+    assert pairs["Add two numbers."] == "def add(a, b):\n    return a + b"  # no decorator, no docstring
+    assert pairs["Fetch a page."] == "async def fetch(url):\n    return await get(url)"
+    assert pairs["Help out."] == "def helper():\n    return 2"  # nested, dedented
+    assert pairs["Return the size."].startswith("def size(self):\n    def helper():")
+    assert '"""Return the size."""' not in pairs["Return the size."]
+    assert mine_docstring_pairs("def broken(:\n") == []
+
+
+def test_name_baseline():
+    assert name_as_sentence("def get_file_name(self):\n    pass") == "Get file name."
+    assert name_as_sentence("async def readLine(x): ...") == "Read line."
+
+
+def _write_pairs(path: Path, n: int = 200) -> Path:
+    rows = [{"source": f"{WORDS[i % 12]} {WORDS[(i * 7) % 12]} {i}", "target": f"{WORDS[(i * 7) % 12]} {WORDS[i % 12]}"}
+            for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_pairs_file_errors(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"src": "a", "target": "b"}\n')
+    with pytest.raises(GenlabError, match=r"missing column\(s\) source; found: src, target"):
+        read_pairs_file(bad)
+    csv_file = tmp_path / "p.csv"
+    csv_file.write_text("source,target\n" + "".join(f"s{i},t{i}\n" for i in range(12)) + "s,\ns2, \n")
+    with pytest.raises(GenlabError, match="2 pair\\(s\\) have an empty target, the first on line 14"):
+        read_pairs_file(csv_file)
+    with pytest.raises(GenlabError, match="cannot read it"):
+        read_pairs_file(tmp_path / "missing.jsonl")
+    few = tmp_path / "few.jsonl"
+    few.write_text('{"source": "a", "target": "b"}\n')
+    with pytest.raises(GenlabError, match="1 pairs, fewer than 10"):
+        read_pairs_file(few)
+    assert len(read_pairs_file(_write_pairs(tmp_path / "ok.jsonl", 20))) == 20
+
+
+def test_bleu_of_perfect_prediction_is_100():
+    refs = ["Return the size of the box in bytes.", "Add two numbers."]
+    assert text_metrics(refs, refs) == {"bleu": 100.0, "chrf": 100.0, "exact_match": 1.0}
+    assert text_metrics(["nothing alike"], ["Return the size."])["bleu"] < 10
+
+
+@pytest.fixture(scope="module")
+def t5_run(tmp_path_factory) -> genlab.Run:
+    folder = tmp_path_factory.mktemp("t5")
+    data = _write_pairs(folder / "pairs.jsonl")
+    return genlab.train("t5", str(data), out=folder / "run",
+                        overrides=TINY_T5 + ["train.max_steps=60", "train.eval_every=30", "train.lr=3e-3"])
+
+
+def test_loss_falls(t5_run):
+    rows = [json.loads(line) for line in (t5_run.path / "metrics.jsonl").read_text().splitlines()]
+    val = [r["val_loss"] for r in rows if "val_loss" in r]
+    train = [r["train_loss"] for r in rows if "train_loss" in r]
+    assert val[-1] < 0.5 * val[0] and train[-1] < 0.5 * train[0]
+    meta = json.loads((t5_run.path / "data" / "meta.json").read_text())
+    assert meta["splits"]["train"]["pairs"] + meta["splits"]["val"]["pairs"] == 200
+
+
+def test_beam_one_equals_greedy(t5_run):
+    model, src = t5_run.model, ["alpha beta 3", "mu zeta 9", "iota"]
+    greedy = model.sample(1, source=src, max_new_tokens=8)
+    assert model.sample(1, source=src, beams=1, temperature=0.0, max_new_tokens=8) == greedy
+    for s, out in zip(src, greedy):  # a hand-written argmax loop gives the same text
+        ids = model.tokenizer_.encode(s).ids
+        dec = [model.pad_id_]
+        with torch.no_grad():
+            for _ in range(8):
+                logits = model.model_(input_ids=torch.tensor([ids]), decoder_input_ids=torch.tensor([dec])).logits
+                dec.append(int(logits[0, -1].argmax()))
+                if dec[-1] == model.eos_id_:
+                    break
+        assert model.tokenizer_.decode(dec[1:]) == out
+    assert len(model.sample(3, source="alpha beta 3", beams=4)) == 3
+    with pytest.raises(GenlabError, match="at most --beams"):
+        model.sample(2, source="alpha")
+
+
+def test_sampling_is_seeded_and_leaves_global_rng(t5_run):
+    model = t5_run.model
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = model.sample(4, source="alpha beta 3", temperature=1.5, top_k=50, seed=7)
+    b = model.sample(4, source="alpha beta 3", temperature=1.5, top_k=50, seed=7)
+    assert a == b
+    assert torch.equal(torch.get_rng_state(), before)
+    c = model.sample(4, source="alpha beta 3", temperature=1.5, top_k=50, seed=8)
+    assert c != a
+
+
+def test_evaluate_reports_model_and_baseline(t5_run):
+    report = t5_run.evaluate(n=30, save=False)
+    assert report["n_pairs"] <= 30 and report["decoding"] == "greedy"
+    for who in ("model", "baseline"):
+        assert set(report[who]) >= {"bleu", "chrf", "exact_match"}
+    assert report["baseline"]["name"] == "first_line"
+
+
+def test_logits_processor_reaches_generate(t5_run):
+    model = t5_run.model
+    forced = model.tokenizer_.token_to_id("alpha")
+
+    def only_alpha(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:  # scores (B, V)
+        out = torch.full_like(scores, -float("inf"))
+        out[:, forced] = 0.0
+        return out
+
+    assert model.sample(1, source="mu zeta 9", max_new_tokens=3, logits_processor=only_alpha) == ["alphaalphaalpha"]
+    out = t5_run.sample(1, source="alpha beta 3", max_new_tokens=8)  # through the release layer (TextMarks)
+    assert isinstance(out[0], str)
+
+
+def test_export_round_trip(t5_run, tmp_path):
+    from transformers import AutoModelForSeq2SeqLM, PreTrainedTokenizerFast
+
+    t5_run.export(tmp_path / "hf")
+    hf = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "hf").eval()
+    tok = PreTrainedTokenizerFast.from_pretrained(tmp_path / "hf")
+    model = t5_run.model
+    enc = tok(["alpha beta 3", "mu"], return_tensors="pt", padding=True)
+    assert enc["input_ids"][0].tolist() == model.tokenizer_.encode("alpha beta 3").ids  # ends with the eos
+    dec = torch.tensor([[model.pad_id_, 5, 6], [model.pad_id_, 7, 8]])
+    with torch.no_grad():
+        ours = model.model_.eval()(**enc, decoder_input_ids=dec).logits
+        theirs = hf(**enc, decoder_input_ids=dec).logits
+    torch.testing.assert_close(ours, theirs)
+    generated = hf.generate(**tok(["alpha beta 3"], return_tensors="pt"), max_new_tokens=8)
+    assert tok.decode(generated[0], skip_special_tokens=True) == model.sample(1, source="alpha beta 3",
+                                                                           max_new_tokens=8)[0]
