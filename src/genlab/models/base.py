@@ -1,9 +1,9 @@
 """The family contract: what every model family provides, and the template methods built on it.
 
 A family is one file in ``models/`` with a ``Family`` subclass and a registry entry. It says how to build its
-networks, how one training step goes (as a list of ``Phase``s: one for most families, discriminator then
-generator for a GAN), what to do after each step (an EMA update for diffusion), how to measure validation loss
-and how to sample. The one training loop (``train/loop.py``) does the rest: optimizers, precision, accumulation,
+networks, how one training step goes (a ``loss`` for a family with one optimizer, or a list of ``Phase``s:
+discriminator then generator for a GAN), what to do after each step (an EMA update for diffusion), how to measure
+validation loss and how to sample. The one training loop (``train/loop.py``) does the rest: optimizers, precision, accumulation,
 clipping, schedules, checkpoints, resume, logging.
 
 Usage follows scikit-learn: construct (stores the config), ``fit(data) -> self``, ``sample(n, *, seed=None)``.
@@ -82,8 +82,18 @@ class Family:
         return {"model": decay_groups(self.networks_["model"], weight_decay)}
 
     # -- training -------------------------------------------------------------------------------------------------
-    def phases(self, data: Any) -> list[Phase]:
+    def loss(self, batch: Any) -> torch.Tensor:
+        """The objective of a family with one optimizer; the default ``phases`` and ``validation_loss`` use it."""
         raise NotImplementedError
+
+    def phases(self, data: Any) -> list[Phase]:
+        """One optimizer step per training step on ``loss``; a GAN overrides this with its two phases."""
+
+        def step(batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+            value = self.loss(batch)
+            return value, {"train_loss": value.detach()}
+
+        return [Phase("model", step)]
 
     def after_step(self, step: int) -> None:
         """Called after every optimizer step (e.g. to update EMA weights)."""
@@ -94,7 +104,7 @@ class Family:
 
     @torch.no_grad()
     def validation_loss(self, batch: Any) -> float:
-        raise NotImplementedError
+        return float(self.loss(batch))
 
     def evaluate(self, data: Any, **kwargs: Any) -> dict[str, Any]:
         """The family's metrics on the held-out split."""

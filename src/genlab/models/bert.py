@@ -32,7 +32,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from genlab.data.tokens import TextData, TextDataConfig, TextModality, prepare_text
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_bytes
-from genlab.models.base import Family, Phase
+from genlab.models.base import Family
 from genlab.models.gpt import TRAIN_ATTENTION  # importing gpt registers the CPU-friendly attention
 
 # transformers builds padding masks only for attention it knows; the genlab attention is SDPA, so it takes SDPA's
@@ -185,23 +185,12 @@ class BERT(TextModality, Family):
                            mask_frac=c.mask_token_frac, random_frac=c.random_token_frac,
                            generator=batch_generator(x, self.seed_))
 
-    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, _ = batch  # (B, T); the next-token targets are not used
         inputs, labels = self.corrupt(x)
         where = (labels != IGNORE).nonzero(as_tuple=True)  # (M,), (M,)
         logits = self._score(inputs, where)  # (M, V)
         return F.cross_entropy(logits.float(), labels[where])
-
-    def phases(self, data: TextData) -> list[Phase]:
-        def loss(batch):
-            value = self._loss(batch)
-            return value, {"train_loss": value.detach()}
-
-        return [Phase("model", loss)]
-
-    @torch.no_grad()
-    def validation_loss(self, batch) -> float:
-        return float(self._loss(batch))
 
     def evaluate(self, data: TextData, *, max_tokens: int = 0, batch_size: int = 16,
                  pppl_tokens: int = 512) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from genlab.data.tokenizers import eot_id
 from genlab.data.tokens import TextData, TextModality
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_bytes
-from genlab.models.base import Family, Phase
+from genlab.models.base import Family
 from genlab.sample.text import generate_ids
 
 
@@ -107,21 +107,10 @@ class GPT(TextModality, Family):
         return self.networks_["model"]
 
     # -- training -------------------------------------------------------------------------------------------------
-    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch  # (B, T), (B, T)
         logits = self.model_(input_ids=x).logits  # (B, T, V)
         return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1))
-
-    def phases(self, data: TextData) -> list[Phase]:
-        def loss(batch):
-            value = self._loss(batch)
-            return value, {"train_loss": value.detach()}
-
-        return [Phase("model", loss)]
-
-    @torch.no_grad()
-    def validation_loss(self, batch) -> float:
-        return float(self._loss(batch))
 
     def preview(self, step: int, folder: Path) -> None:
         text = self.sample(1, max_new_tokens=200, seed=step)[0]

@@ -28,7 +28,7 @@ from genlab.data.pairs import (
 from genlab.data.tokenizers import EOT
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_bytes
-from genlab.models.base import Family, Phase
+from genlab.models.base import Family
 
 
 @dataclass(frozen=True)
@@ -113,21 +113,10 @@ class T5(PairsModality, Family):
         # no decoder mask: attention is causal and padding only follows a target's end, where the loss ignores it
         return self.model_(input_ids=x, attention_mask=(x != self.pad_id_).long(), decoder_input_ids=decoder_in).logits
 
-    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch  # (B, S), (B, T)
         logits = self._logits(x, y)  # (B, T, V)
         return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=self.pad_id_)
-
-    def phases(self, data: PairsData) -> list[Phase]:
-        def loss(batch):
-            value = self._loss(batch)
-            return value, {"train_loss": value.detach()}
-
-        return [Phase("model", loss)]
-
-    @torch.no_grad()
-    def validation_loss(self, batch) -> float:
-        return float(self._loss(batch))
 
     def preview(self, step: int, folder: Path) -> None:
         lines = []
