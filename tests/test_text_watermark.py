@@ -125,5 +125,5 @@ def test_cli_detect_bad_input(trained_run, tmp_path):
     r = cli("detect", binary, "--run", trained_run.path)
     missing = cli("detect", tmp_path / "nope.txt", "--run", trained_run.path)
     not_a_run = cli("detect", binary, "--run", tmp_path)
-    for res, msg in ((r, "not UTF-8"), (missing, "cannot read"), (not_a_run, "not a genlab run")):
+    for res, msg in ((r, "looks binary"), (missing, "no such file"), (not_a_run, "not a genlab run")):
         assert res.returncode == 2 and msg in res.stderr and "Traceback" not in res.stderr, res.stderr

@@ -56,15 +56,16 @@ class TextCorpus:
         return train, val
 
 
-def read_text_file(path: Path) -> str:
-    """Read a UTF-8 text file, refusing empty, binary and non-UTF-8 files with a specific message."""
+def read_text_file(path: Path, *, allow_empty: bool = False) -> str:
+    """Read a UTF-8 text file, refusing binary and non-UTF-8 (and, unless allowed, empty) files with a specific
+    message."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise GenlabError(f"{path}: no such file") from None
     except OSError as e:
         raise GenlabError(f"{path}: cannot read it ({e.strerror})") from None
-    if not data.strip():
+    if not allow_empty and not data.strip():
         raise GenlabError(f"{path} is empty; give a file with text in it")
     if b"\x00" in data[:65536]:
         raise GenlabError(f"{path} looks binary (it contains NUL bytes); give a UTF-8 text file")

@@ -112,9 +112,7 @@ def find_run(run_id: str | None, runs: str | Path | None) -> Path | None:
 
 
 def read_text(path: Path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise GenlabError(f"{path} is not UTF-8 text") from None
-    except OSError as e:
-        raise GenlabError(f"{path}: cannot read ({e.strerror})") from None
+    """A text file to test for the watermark (empty, binary or non-UTF-8 files are refused, one line each)."""
+    from genlab.data.text import read_text_file
+
+    return read_text_file(Path(path))

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from genlab.data.text import read_text_file
 from genlab.errors import GenlabError
 
 PY_SUFFIXES = (".py", ".pyi")
@@ -47,18 +48,7 @@ def prefix_at(path: Path, line: int) -> str:
     path = Path(path)
     if path.suffix.lower() not in PY_SUFFIXES:
         raise GenlabError(f"{path} is not a Python file (expected a {' or '.join(PY_SUFFIXES)} name)")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise GenlabError(f"{path}: no such file") from None
-    except OSError as e:
-        raise GenlabError(f"{path}: cannot read it ({e.strerror})") from None
-    if b"\x00" in data:
-        raise GenlabError(f"{path} looks binary (it contains NUL bytes), not Python source")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise GenlabError(f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+    text = read_text_file(path, allow_empty=True)  # no such file, unreadable, binary, not UTF-8: one line each
     lines = text.splitlines(keepends=True)
     if not 1 <= line <= len(lines) + 1:
         raise GenlabError(f"--line {line} is outside {path}, which has {len(lines)} lines (give 1 to {len(lines) + 1})")
