@@ -77,3 +77,11 @@ def test_corrupted_checkpoint_via_cli(tmp_path, corpus_file):
     (run / "checkpoint.safetensors").write_bytes(b"\x00\x01garbage")
     r = genlab(*args, "--resume")
     assert r.returncode == 2 and "truncated or corrupted" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_demo_end_to_end(tmp_path):
+    # the `make demo` path on a few seconds of training: trains, evaluates, samples, writes the model card
+    r = genlab("demo", "--minutes", "0.05", "--out", tmp_path / "demo")
+    assert r.returncode == 0, r.stderr
+    assert "bits per character" in r.stderr and "ROMEO:" in r.stderr
+    assert (tmp_path / "demo" / "README.md").is_file() and (tmp_path / "demo" / "eval.json").is_file()

@@ -35,10 +35,13 @@ def run_demo(out: Path, *, minutes: float, console: Console) -> None:
         console.rule(style="dim")
         console.print(prompt + text, markup=False, highlight=False)
     console.rule(style="dim")
-    console.print(f"\nthe run is in [bold]{out}[/] (loss curve: {out / 'loss.png'}). Try next:")
+    console.print(f"\nthe run is in [bold]{out}[/] (loss curve: {out / 'loss.png'}, model card: {out / 'README.md'}); "
+                  "the samples above carry the run's text watermark. Try next:")
     for line in (
         f"genlab sample {out} --prompt 'JULIET:' --temperature 0.7 --seed 3",
         f"genlab eval {out}",
+        f"genlab sample {out} --n 2 --out demo-texts && genlab detect demo-texts/*.txt --run {out}   # watermark",
+        f"genlab audit {out}   # memorisation and bias",
         f"genlab train gpt --data shakespeare --out {out} --resume --set train.max_steps=4000   # train longer",
         "genlab train gpt --data pycode --set data.tokenizer=bpe --out runs/code   # a code model",
         f"genlab export {out} exported-demo   # load it with transformers",
