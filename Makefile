@@ -34,6 +34,9 @@ bench: install
 	$(BIN)/python bench/diffusion_mnist.py
 	$(BIN)/python bench/watermark_text.py
 	$(BIN)/python bench/watermark_images.py
+	$(BIN)/python bench/bert_mlm.py
+	$(BIN)/python bench/t5_docstrings.py
+	$(BIN)/python bench/code_assistant.py
 
 clean:
 	rm -rf $(VENV) runs bench/results .pytest_cache
