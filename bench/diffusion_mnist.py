@@ -19,51 +19,21 @@ Prints a table, writes ``bench/results/diffusion_mnist.json`` and leaves the run
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import statistics
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 import genlab
+from _common import flat, precision_speed  # bench/ is on the path when a recipe runs
 from genlab.data.images import from_unit
-from genlab.models.diffusion import Diffusion
 from genlab.sample.images import save_grid
-from genlab.train.loop import Trainer
-from genlab.train.precision import cpu_has_fast_bf16
 
 ROOT = Path(__file__).resolve().parent.parent
 FID_FACTOR, AGREEMENT = 10.0, 0.80
-
-
-def time_steps(run: genlab.Run, precision: str, steps: int, warmup: int = 2) -> list[float]:
-    """Seconds per training step of a fresh model with the run's config, after ``warmup`` untimed steps."""
-    fam = Diffusion(run.config.model)
-    fam.build(run.data, seed=run.config.train.seed)
-    marks: list[float] = []
-    train = dataclasses.replace(run.config.train, precision=precision, max_steps=warmup + steps + 1, max_minutes=0.0,
-                                eval_every=10**9, eval_batches=1, checkpoint_every=10**9)
-    Trainer(fam, run.data, train, run_dir=None, progress=False,
-            callbacks=[lambda trainer, step, logs: marks.append(time.perf_counter())]).run()
-    return [b - a for a, b in zip(marks[warmup - 1 : warmup + steps - 1], marks[warmup : warmup + steps])]
-
-
-def speed(run: genlab.Run, steps: int, rounds: int) -> dict[str, Any]:
-    """bf16 against fp32, alternating rounds so both see the same (shared, noisy) machine."""
-    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
-    for _ in range(rounds):
-        for precision in times:
-            times[precision] += time_steps(run, precision, steps)
-    out: dict[str, Any] = {"cpu_has_fast_bf16": cpu_has_fast_bf16(), "timed_steps": steps * rounds}
-    for precision, dts in times.items():
-        ms = statistics.median(dts) * 1000
-        out[precision] = {"ms_per_step": round(ms, 1), "img_per_s": round(run.config.train.batch_size / (ms / 1000), 1)}
-    out["bf16_speedup"] = round(out["fp32"]["ms_per_step"] / out["bf16"]["ms_per_step"], 3)
-    return out
 
 
 def pictures(run: genlab.Run, out: Path) -> dict[str, str]:
@@ -77,16 +47,6 @@ def pictures(run: genlab.Run, out: Path) -> dict[str, str]:
     rows = [np.concatenate([digit[None], model.vary(digit, 7, strength=s, seed=2)]) for s in (0.3, 0.6)]
     save_grid(np.concatenate(rows), paths["variations"], nrow=8)  # each row: the digit, then 7 variations
     return {k: str(v) for k, v in paths.items()}
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    rows = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            rows.update(_flat(v, f"{prefix}{k}."))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            rows[f"{prefix}{k}"] = v
-    return rows
 
 
 def main() -> None:
@@ -113,7 +73,7 @@ def main() -> None:
     images = pictures(run, out)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train_rate = [r["img_per_s"] for r in rows if "img_per_s" in r and r["img_per_s"] == r["img_per_s"]]  # not NaN
-    speeds = speed(run, args.speed_steps, args.speed_rounds)
+    speeds = precision_speed(run, args.speed_steps, args.speed_rounds)
 
     fid, floor_fid = report.get("fid"), (report.get("floor") or {}).get("fid")
     agreement = report.get("label_agreement")
@@ -139,7 +99,7 @@ def main() -> None:
 
     print(f"\n{'metric':<44}{'value':>14}")
     table = {k: v for k, v in result.items() if k not in ("report", "speed", "targets", "overrides", "images")}
-    for k, v in {**_flat(report, "report."), **table, **_flat(speeds, "speed.")}.items():
+    for k, v in {**flat(report, "report."), **table, **flat(speeds, "speed.")}.items():
         print(f"{k:<44}{(f'{v:.4f}' if isinstance(v, float) else str(v)):>14}")
     print(f"\nsamples: {images['grid']} (and {out / 'samples'}), interpolation: {images['interpolation']}, "
           f"variations: {images['variations']}, loss curve: {out / 'loss.png'}")

@@ -18,62 +18,18 @@ Prints a table, writes ``bench/results/gan_mnist.json`` and leaves the run (samp
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import statistics
 import time
 from pathlib import Path
-from typing import Any
 
 import genlab
-from genlab.models.gan import GAN
+from _common import flat, precision_speed  # bench/ is on the path when a recipe runs
 from genlab.sample.images import save_grid
-from genlab.train.loop import Trainer
-from genlab.train.precision import cpu_has_fast_bf16
 
 ROOT = Path(__file__).resolve().parent.parent
 FID_FACTOR, AGREEMENT = 10.0, 0.80
-
-
-def time_steps(run: genlab.Run, precision: str, steps: int, warmup: int = 2) -> list[float]:
-    """Seconds per training step of a fresh model with the run's config, after ``warmup`` untimed steps."""
-    fam = GAN(run.config.model)
-    fam.build(run.data, seed=run.config.train.seed)
-    marks: list[float] = []
-    train = dataclasses.replace(run.config.train, precision=precision, max_steps=warmup + steps + 1, max_minutes=0.0,
-                                eval_every=10**9, eval_batches=1, checkpoint_every=10**9)
-    Trainer(fam, run.data, train, run_dir=None, progress=False,
-            callbacks=[lambda trainer, step, logs: marks.append(time.perf_counter())]).run()
-    return [b - a for a, b in zip(marks[warmup - 1 : warmup + steps - 1], marks[warmup : warmup + steps])]
-
-
-def speed(run: genlab.Run, steps: int, rounds: int) -> dict[str, Any]:
-    """bf16 against fp32, alternating rounds so both see the same (shared, noisy) machine."""
-    fam = GAN(run.config.model)
-    fam.build(run.data, seed=0)
-    n_phases = sum(p.counts_units for p in fam.phases(run.data))  # real-image phases, as the loop counts
-    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
-    for _ in range(rounds):
-        for precision in times:
-            times[precision] += time_steps(run, precision, steps)
-    out = {"cpu_has_fast_bf16": cpu_has_fast_bf16(), "timed_steps": steps * rounds}
-    for precision, dts in times.items():
-        ms = statistics.median(dts) * 1000
-        out[precision] = {"ms_per_step": round(ms, 1),
-                          "img_per_s": round(run.config.train.batch_size * n_phases / (ms / 1000), 1)}
-    out["bf16_speedup"] = round(out["fp32"]["ms_per_step"] / out["bf16"]["ms_per_step"], 3)
-    return out
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    rows = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            rows.update(_flat(v, f"{prefix}{k}."))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            rows[f"{prefix}{k}"] = v
-    return rows
 
 
 def main() -> None:
@@ -98,7 +54,7 @@ def main() -> None:
     save_grid(run.sample(100, seed=0), out / "final-grid.png", nrow=10)  # one column per class when conditional
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train_rate = [r["img_per_s"] for r in rows if "img_per_s" in r and r["img_per_s"] == r["img_per_s"]]  # not NaN
-    speeds = speed(run, args.speed_steps, args.speed_rounds)
+    speeds = precision_speed(run, args.speed_steps, args.speed_rounds)
 
     fid, floor_fid = report.get("fid"), (report.get("floor") or {}).get("fid")
     agreement = report.get("label_agreement")
@@ -123,7 +79,7 @@ def main() -> None:
 
     print(f"\n{'metric':<44}{'value':>14}")
     table = {k: v for k, v in result.items() if k not in ("report", "speed", "targets", "overrides")}
-    for k, v in {**_flat(report, "report."), **table, **_flat(speeds, "speed.")}.items():
+    for k, v in {**flat(report, "report."), **table, **flat(speeds, "speed.")}.items():
         print(f"{k:<44}{(f'{v:.4f}' if isinstance(v, float) else str(v)):>14}")
     print(f"\nsamples: {out / 'final-grid.png'} (and {out / 'samples'}), loss curve: {out / 'loss.png'}")
 

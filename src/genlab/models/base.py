@@ -126,7 +126,11 @@ class Family:
 
     # -- saving ---------------------------------------------------------------------------------------------------
     def extra_files(self, folder: Path) -> None:
-        """Write what the family needs besides weights and config (e.g. ``tokenizer.json``)."""
+        """Write what the family needs besides weights and config: a family with a tokenizer (``tokenizer_``, a
+        Hugging Face ``tokenizers.Tokenizer``) saves it as ``tokenizer.json``."""
+        tokenizer = getattr(self, "tokenizer_", None)
+        if tokenizer is not None:
+            atomic_write_bytes(folder / "tokenizer.json", tokenizer.to_str().encode("utf-8"))
 
     def save(self, folder: Path) -> None:
         """``config.json`` + ``model.safetensors`` (+ the family's extra files), each written atomically."""

@@ -33,7 +33,9 @@ from genlab.data.tokens import TextData, TextDataConfig, TextModality, prepare_t
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_bytes
 from genlab.models.base import Family
-from genlab.models.gpt import TRAIN_ATTENTION  # importing gpt registers the CPU-friendly attention
+from genlab.models.gpt import (
+    TRAIN_ATTENTION,  # importing gpt registers the CPU-friendly attention
+)
 
 # transformers builds padding masks only for attention it knows; the genlab attention is SDPA, so it takes SDPA's
 # masks (without this, embed()'s padding mask would be dropped). Inputs with no padding still get no mask at all.
@@ -264,9 +266,6 @@ class BERT(TextModality, Family):
         return _EvalMode(self.model_)
 
     # -- saving ---------------------------------------------------------------------------------------------------
-    def extra_files(self, folder: Path) -> None:
-        atomic_write_bytes(folder / "tokenizer.json", self.tokenizer_.to_str().encode("utf-8"))
-
     def export_hf(self, folder: Path) -> None:
         """A folder that plain ``AutoModelForMaskedLM`` and ``PreTrainedTokenizerFast`` load."""
         from transformers import PreTrainedTokenizerFast

@@ -6,7 +6,6 @@ model; ``configs/shakespeare-char.toml`` holds the 10.7 M-parameter shakespeare_
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +20,7 @@ from genlab.data.tokens import TextData, TextModality
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_bytes
 from genlab.models.base import Family
-from genlab.sample.text import generate_ids
+from genlab.sample.text import check_sampling, generate_ids
 
 
 def _sdpa_fp32_on_cpu(module, query, key, value, attention_mask, **kwargs):
@@ -152,7 +151,7 @@ class GPT(TextModality, Family):
         ``on_text(piece)`` receives the first continuation as it is generated (for streaming);
         ``logits_processor(ids, logits)`` may reshape each step's logits (the run's watermark does).
         """
-        _check_sampling(n, max_new_tokens, temperature, top_k, top_p)
+        check_sampling(n, max_new_tokens, temperature, top_k, top_p)
         was_training = self.model_.training
         self.model_.eval()
         stream = _Streamer(self.tokenizer_, on_text) if on_text else None
@@ -175,9 +174,6 @@ class GPT(TextModality, Family):
         return [self.tokenizer_.decode(row) for row in ids]
 
     # -- saving ---------------------------------------------------------------------------------------------------
-    def extra_files(self, folder: Path) -> None:
-        atomic_write_bytes(folder / "tokenizer.json", self.tokenizer_.to_str().encode("utf-8"))
-
     def export_hf(self, folder: Path) -> None:
         """A folder that plain ``AutoModelForCausalLM`` and ``PreTrainedTokenizerFast`` load."""
         from transformers import PreTrainedTokenizerFast
@@ -193,19 +189,6 @@ class GPT(TextModality, Family):
     @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.model_.parameters())
-
-
-def _check_sampling(n, max_new_tokens, temperature, top_k, top_p) -> None:
-    if n < 1:
-        raise GenlabError(f"--n must be at least 1, got {n}")
-    if max_new_tokens < 1:
-        raise GenlabError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
-    if temperature < 0 or math.isnan(temperature):
-        raise GenlabError(f"--temperature must be 0 (greedy) or positive, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise GenlabError(f"--top-k must be at least 1, got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise GenlabError(f"--top-p must be in (0, 1], got {top_p}")
 
 
 class _Streamer:

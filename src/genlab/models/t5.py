@@ -7,7 +7,6 @@ whatever the user's ``.jsonl`` / ``.csv`` pairs hold. Training is teacher-forced
 
 from __future__ import annotations
 
-import math
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from genlab.data.tokenizers import EOT
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_bytes
 from genlab.models.base import Family
+from genlab.sample.text import check_sampling
 
 
 @dataclass(frozen=True)
@@ -206,9 +206,6 @@ class T5(PairsModality, Family):
                                 decoder_start_token_id=self.pad_id_, **kwargs)
 
     # -- saving ---------------------------------------------------------------------------------------------------
-    def extra_files(self, folder: Path) -> None:
-        atomic_write_bytes(folder / "tokenizer.json", self.tokenizer_.to_str().encode("utf-8"))
-
     def export_hf(self, folder: Path) -> None:
         """A folder that plain ``AutoModelForSeq2SeqLM`` and ``PreTrainedTokenizerFast`` load."""
         from transformers import PreTrainedTokenizerFast
@@ -229,15 +226,6 @@ class T5(PairsModality, Family):
 def _check(n, sources, beams, temperature, top_k, top_p, max_new_tokens) -> None:
     if not sources:
         raise GenlabError("give at least one --source text")
-    if n < 1:
-        raise GenlabError(f"--n must be at least 1, got {n}")
+    check_sampling(n, max_new_tokens, temperature, top_k, top_p)
     if beams < 1:
         raise GenlabError(f"--beams must be at least 1, got {beams}")
-    if max_new_tokens < 1:
-        raise GenlabError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
-    if temperature < 0 or math.isnan(temperature):
-        raise GenlabError(f"--temperature must be 0 (greedy) or positive, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise GenlabError(f"--top-k must be at least 1, got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise GenlabError(f"--top-p must be in (0, 1], got {top_p}")

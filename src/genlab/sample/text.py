@@ -10,12 +10,15 @@ last ``block_size // 2`` tokens), as nanoGPT does, instead of failing.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from transformers.activations import ACT2FN
+
+from genlab.errors import GenlabError
 
 
 class KVDecoder:
@@ -167,3 +170,17 @@ def generate_ids(
             row = row[: row.index(stop_id)]
         result.append(row)
     return result
+
+
+def check_sampling(n: int, max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """The generation options every text family takes, each refused with a one-line error."""
+    if n < 1:
+        raise GenlabError(f"--n must be at least 1, got {n}")
+    if max_new_tokens < 1:
+        raise GenlabError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    if temperature < 0 or math.isnan(temperature):
+        raise GenlabError(f"--temperature must be 0 (greedy) or positive, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise GenlabError(f"--top-k must be at least 1, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise GenlabError(f"--top-p must be in (0, 1], got {top_p}")
