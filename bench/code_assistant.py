@@ -2,7 +2,7 @@
 a completer on held-out functions.
 
 Trains ``gpt`` on ``pycode`` (about 10% of the files held out by a hash of their path) for ``--minutes`` of
-training (data preparation not counted): 4 layers x 192, 4 heads, context 256, batch 16. The number of steps is
+training (data preparation not counted): 4 layers x 128, 4 heads, context 256, batch 16. The number of steps is
 set from a timed step of the same shape on random tokens, so the cosine schedule ends with the budget
 (``train.max_minutes`` stops it in any case). Then ``genlab.evaluate.code.code_report``: valid-syntax rate of
 greedy completions against the ``pass`` and empty baselines, exact next-line match, next-token accuracy and
@@ -31,7 +31,7 @@ import genlab
 from genlab.evaluate.code import code_report
 
 ROOT = Path(__file__).resolve().parent.parent
-SHAPE = {"n_layer": 4, "n_head": 4, "n_embd": 192, "block_size": 256}
+SHAPE = {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 256}
 BATCH, VOCAB = 16, 4096
 
 

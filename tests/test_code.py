@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import TINY
 
 import genlab
@@ -225,3 +226,22 @@ def test_function_cases_and_sampling():
     assert len(cases) == 1 and cases == sample_cases([(text, 0)], 5, seed=3)
     case = cases[0]
     assert text.startswith(case.prefix + case.target) and case.prefix.endswith("\n")
+
+
+def test_healing_constraint_makes_the_text_begin_with_the_trim(code_run):
+    from genlab.sample.code import StartsWith
+
+    # setup: a prompt whose trailing "\n    " was left out, sampled hot so unconstrained text often strays
+    tok = code_run.model.tokenizer_
+    prompt = "def scale(values, factor=2):"
+    heal = StartsWith(tok, "\n    ")
+    logits = torch.zeros(1, tok.get_vocab_size())
+    # run
+    allowed = heal(torch.tensor([tok.encode(prompt).ids]), logits)[0] > float("-inf")
+    texts = [code_run.sample(1, prompt=prompt, temperature=2.0, seed=s, max_new_tokens=12, watermark=s % 2 == 0,
+                             logits_processor=StartsWith(tok, "\n    "))[0] for s in range(8)]
+    # assert: exactly the tokens compatible with "\n    " are allowed first, and every text begins with it
+    pieces = [tok.decode([i]) for i in range(tok.get_vocab_size())]
+    expected = [bool(p) and ("\n    ".startswith(p) or p.startswith("\n    ")) for p in pieces]
+    assert allowed.tolist() == expected and 0 < sum(expected) < len(expected)
+    assert all(t.startswith("\n    ") for t in texts), texts

@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import genlab
-from genlab.data.pairs import mine_docstring_pairs, name_as_sentence, read_pairs_file
+from genlab.data.pairs import (
+    PairsDataConfig,
+    mine_docstring_pairs,
+    name_as_sentence,
+    pairs_from_path,
+    prepare_pairs,
+    read_pairs_file,
+)
 from genlab.errors import GenlabError
 from genlab.evaluate.pairs import text_metrics
 
@@ -90,6 +98,35 @@ def test_pairs_file_errors(tmp_path):
     with pytest.raises(GenlabError, match="1 pairs, fewer than 10"):
         read_pairs_file(few)
     assert len(read_pairs_file(_write_pairs(tmp_path / "ok.jsonl", 20))) == 20
+
+
+def test_batches_group_similar_lengths_and_reach_every_pair(tmp_path):
+    # setup: 400 distinct pairs whose sources run from 1 to 40 words
+    rows = [{"source": f"{i} " + " ".join(WORDS[(i + j) % 12] for j in range(i % 40)), "target": WORDS[i % 12]}
+            for i in range(400)]
+    path = tmp_path / "varied.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    data = prepare_pairs(pairs_from_path(path), PairsDataConfig(vocab_size=300, max_source_tokens=64),
+                         tmp_path / "data")
+    train = np.asarray(data.arrays[("train", "source")])
+    index = {tuple(r[r != data.pad_id].tolist()): i for i, r in enumerate(train)}
+    lengths = data.source_lengths("train")
+    g = torch.Generator().manual_seed(0)
+    # run: 2,000 batches of 8
+    counts, padded, real = np.zeros(len(train)), 0, 0
+    for _ in range(2000):
+        x, _ = data.batch("train", 8, g)
+        padded, real = padded + x.numel(), real + int((x != data.pad_id).sum())
+        for r in x:
+            counts[index[tuple(r[r != data.pad_id].tolist())]] += 1
+    random_padded = sum(int(lengths[torch.randint(len(train), (8,), generator=g)].max()) * 8 for _ in range(2000))
+    x1, y1 = data.batch("train", 8, torch.Generator().manual_seed(1))
+    x2, y2 = data.batch("train", 8, torch.Generator().manual_seed(1))
+    # assert: little padding (a random batch pads to the longest of 8), every pair drawn about equally often
+    # (expected 2000 * 8 / 360 = 44 each), the same generator state gives the same batch
+    assert real / padded > 0.85 and padded < 0.7 * random_padded
+    assert counts.min() > 15 and counts.std() / counts.mean() < 0.25
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
 
 
 def test_bleu_of_perfect_prediction_is_100():

@@ -34,6 +34,11 @@ from genlab.files import atomic_write, atomic_write_bytes
 PAD = "<pad>"  # padding; also T5's decoder start token
 MIN_PAIRS = 10  # a pairs file needs at least this many pairs (one or more are held out)
 PAIR_SUFFIXES = (".jsonl", ".csv")
+# Training batches group pairs of similar source length: ``batch`` draws this many batches' worth of pairs at random,
+# sorts them by source length and keeps one batch of neighbours, so little of each batch is padding (on
+# pycode-docstrings sources average 97 tokens while a random batch of 32 pads to ~256: 2.6x the encoder's work).
+# The kept batch is the one holding a uniformly chosen member of the pool, so every pair is still equally likely.
+LENGTH_POOL = 16
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,7 @@ class PairsData:
             (s, side): np.load(self.folder / f"{s}_{side}.npy", mmap_mode="r")
             for s in ("train", "val") for side in ("source", "target")
         }
+        self._lengths: dict[str, np.ndarray] = {}
 
     @property
     def vocab_size(self) -> int:
@@ -249,9 +255,18 @@ class PairsData:
         t = int((y != self.pad_id).sum(1).max())
         return torch.from_numpy(x[:, :s].copy()), torch.from_numpy(y[:, :t].copy())
 
+    def source_lengths(self, split: str) -> np.ndarray:
+        """Tokens in each source of a split (end token included), computed once."""
+        if split not in self._lengths:
+            self._lengths[split] = (np.asarray(self.arrays[(split, "source")]) != self.pad_id).sum(1)
+        return self._lengths[split]
+
     def batch(self, split: str, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(self.n_pairs(split), (batch_size,), generator=generator).tolist()
-        return self.rows(split, sorted(idx))
+        """A random batch of pairs of similar source length (see ``LENGTH_POOL``), drawn from ``generator`` only."""
+        pool = torch.randint(self.n_pairs(split), (batch_size * LENGTH_POOL,), generator=generator).numpy()
+        pool = pool[np.argsort(self.source_lengths(split)[pool], kind="stable")]  # shortest source first
+        k = int(torch.randint(batch_size * LENGTH_POOL, (1,), generator=generator)) // batch_size
+        return self.rows(split, sorted(pool[k * batch_size : (k + 1) * batch_size].tolist()))
 
 
 @dataclass(frozen=True)

@@ -70,8 +70,14 @@ class TextMarks:
         self.watermark = TextWatermark(model.vocab_size_, release.identity.text_key, gamma=cfg.text_gamma,
                                        delta=cfg.text_delta, z_threshold=cfg.z_threshold)
 
-    def sample(self, model: Any, n: int, **kwargs: Any) -> list[str]:
-        return model.sample(n, logits_processor=self.watermark.processor(), **kwargs)
+    def sample(self, model: Any, n: int, *, logits_processor: Any = None, **kwargs: Any) -> list[str]:
+        """The family's sample with the mark; a caller's ``logits_processor`` (a constraint) runs first."""
+        from transformers import LogitsProcessorList
+
+        mark = self.watermark.processor()
+        if logits_processor is not None:
+            mark = LogitsProcessorList([logits_processor, mark])
+        return model.sample(n, logits_processor=mark, **kwargs)
 
     def mark(self, outputs: Any) -> Any:
         raise GenlabError("text is watermarked while it is generated, not afterwards")

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from genlab.data.text import read_text_file
 from genlab.errors import GenlabError
 
@@ -277,6 +279,36 @@ def heal_suffix(prefix: str) -> str:
     return prefix[trim.start() :] if trim and trim.start() > 0 else ""
 
 
+class StartsWith:
+    """Logits processor for token healing: the generated text must begin with ``text``.
+
+    Until ``text`` has been generated, only tokens that keep the generated text and ``text`` one a prefix of the
+    other are allowed (the rest get -inf); after that the logits pass unchanged. If no token fits (a character no
+    token starts with), nothing is forbidden and :func:`complete` sees the mismatch and falls back.
+    """
+
+    def __init__(self, tokenizer: Any, text: str) -> None:
+        self.tokenizer, self.text = tokenizer, text
+        self.start: int | None = None  # the prompt's length: the width of ``ids`` at the first call
+        self.pieces = tokenizer.decode_batch([[i] for i in range(tokenizer.get_vocab_size())])  # "" for specials
+
+    def __call__(self, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        if self.start is None:
+            self.start = ids.shape[1]
+        bias = None
+        for row in range(ids.shape[0]):  # ids (n, P + t), logits (n, V)
+            done = self.tokenizer.decode(ids[row, self.start :].tolist())
+            if len(done) >= len(self.text) or not self.text.startswith(done):
+                continue
+            need = self.text[len(done) :]
+            allowed = [i for i, p in enumerate(self.pieces) if p and (p.startswith(need) or need.startswith(p))]
+            if allowed:
+                bias = torch.zeros_like(logits) if bias is None else bias  # (n, V)
+                bias[row] = float("-inf")
+                bias[row, allowed] = 0.0
+        return logits if bias is None else logits + bias
+
+
 def check_options(max_new_tokens: int, temperature: float) -> None:
     """Refuse bad generation options before any work (loading a run) is done."""
     if max_new_tokens < 1:
@@ -306,8 +338,9 @@ def _generate(run: Any, prompt: str, trim: str, boundary: Boundary, **kwargs: An
                 state["result"] = cut
                 raise _Stop
 
+    heal = StartsWith(run.model.tokenizer_, trim) if trim else None
     try:
-        raw = run.sample(1, prompt=prompt, on_text=on_text, **kwargs)[0]
+        raw = run.sample(1, prompt=prompt, on_text=on_text, logits_processor=heal, **kwargs)[0]
     except _Stop:
         return None if state["mismatch"] else state["result"]
     if not raw.startswith(trim):
