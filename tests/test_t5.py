@@ -171,6 +171,21 @@ def test_beam_one_equals_greedy(t5_run):
         model.sample(2, source="alpha")
 
 
+def test_no_repeat_ngram_forbids_repeats(t5_run):
+    # setup: an untrained-looking source, long outputs (a small model loops on them)
+    model, src = t5_run.model, ["zeta zeta zeta 77", "alpha 1"]
+    # run
+    plain = model.sample(1, source=src, max_new_tokens=16)
+    outs = model.sample(1, source=src, max_new_tokens=16, no_repeat_ngram=1) + \
+        model.sample(1, source=src, max_new_tokens=16, no_repeat_ngram=1, beams=3)
+    # assert: no token occurs twice with n-gram size 1; a negative size is refused
+    for out in outs:
+        ids = model.tokenizer_.encode(out).ids[:-1]  # the encoder appends the end token
+        assert len(ids) == len(set(ids)), (out, plain)
+    with pytest.raises(GenlabError, match="no-repeat-ngram"):
+        model.sample(1, source="alpha", no_repeat_ngram=-1)
+
+
 def test_sampling_is_seeded_and_leaves_global_rng(t5_run):
     model = t5_run.model
     torch.manual_seed(123)

@@ -64,6 +64,7 @@ def sample(
     steps: Annotated[Optional[int], typer.Option(help="diffusion: denoising steps")] = None,
     source: Annotated[Optional[list[str]], typer.Option(help="t5: the input to transform (repeat it; - = stdin)")] = None,
     beams: Annotated[int, typer.Option(help="t5: beam search width (1 = greedy or sampling)")] = 1,
+    no_repeat_ngram: Annotated[int, typer.Option(help="t5: never repeat an n-gram of this many tokens (0 = off)")] = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="new folder for the files (text: default is the terminal)")] = None,
     watermark: Annotated[Optional[bool], typer.Option("--watermark/--no-watermark", help="mark the outputs (default: the run's [release] setting, on)")] = None,
     sign: Annotated[Optional[bool], typer.Option("--sign/--no-sign", help="sign the files with C2PA (default: on)")] = None,
@@ -85,7 +86,8 @@ def sample(
         _say_watermark(r, watermark)
         return
     if r.model.modality == "pairs":
-        _sample_pairs(r, n, source, beams=beams, max_new_tokens=max_new_tokens, temperature=temperature or 0.0,
+        _sample_pairs(r, n, source, beams=beams, no_repeat_ngram=no_repeat_ngram, max_new_tokens=max_new_tokens,
+                      temperature=temperature or 0.0,
                       top_k=top_k, top_p=top_p, seed=seed, watermark=watermark, sign=sign, out_dir=out_dir)
         return
     if source:

@@ -126,8 +126,9 @@ class T5(PairsModality, Family):
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(folder / f"step-{step}.txt", "\n".join(lines).encode("utf-8"))
 
-    def evaluate(self, data: PairsData, *, n: int | None = 500, batch_size: int = 32, beams: int = 1) -> dict[str, Any]:
-        """BLEU, chrF and exact match of greedy outputs on the first ``n`` held-out pairs, beside a baseline.
+    def evaluate(self, data: PairsData, *, n: int | None = 500, batch_size: int = 32, beams: int = 1,
+                 no_repeat_ngram: int = 0) -> dict[str, Any]:
+        """BLEU, chrF and exact match of greedy (or beam) outputs on the first ``n`` held-out pairs, beside a baseline.
 
         The baseline is the function name as a sentence (docstrings) or the source's first line (user pairs).
         """
@@ -137,7 +138,7 @@ class T5(PairsModality, Family):
         sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
         preds: list[str] = []
         for i in range(0, len(sources), batch_size):
-            preds += self.sample(1, source=sources[i : i + batch_size], beams=beams,
+            preds += self.sample(1, source=sources[i : i + batch_size], beams=beams, no_repeat_ngram=no_repeat_ngram,
                                  max_new_tokens=self.max_target_tokens_)
         guess = name_as_sentence if data.baseline == "name_words" else first_line
         losses = [self.validation_loss(data.rows("val", list(range(i, min(len(pairs), i + batch_size)))))
@@ -148,7 +149,8 @@ class T5(PairsModality, Family):
             "val_loss": sum(losses) / max(1, len(losses)),  # mean over batches, teacher-forced, nats per token
             "model": text_metrics(preds, refs),
             "baseline": {"name": data.baseline, **text_metrics([guess(s) for s in sources], refs)},
-            "decoding": "greedy" if beams == 1 else f"beam search, {beams} beams",
+            "decoding": ("greedy" if beams == 1 else f"beam search, {beams} beams")
+            + (f", no repeated {no_repeat_ngram}-grams" if no_repeat_ngram else ""),
             "n_params": self.n_params,
         }
 
@@ -163,14 +165,19 @@ class T5(PairsModality, Family):
         top_k: int | None = None,
         top_p: float | None = None,
         max_new_tokens: int = 64,
+        no_repeat_ngram: int = 0,
         seed: int | None = None,
         logits_processor: Any = None,
     ) -> list[str]:
         """``n`` targets for each source (in order): greedy at temperature 0 with one beam, beam search with
         ``beams`` > 1 (the ``n`` best beams), else sampling, the same seed giving the same text. The global RNG is
-        left as it was. ``logits_processor`` (the run's watermark) reshapes each step's logits."""
+        left as it was. ``no_repeat_ngram`` > 0 forbids any n-gram of that many tokens to occur twice in an output
+        (transformers' ``no_repeat_ngram_size``; small models otherwise loop: "the given in the given in the").
+        ``logits_processor`` (the run's watermark) reshapes each step's logits."""
         sources = [source] if isinstance(source, str) else list(source)
         _check(n, sources, beams, temperature, top_k, top_p, max_new_tokens)
+        if no_repeat_ngram < 0:
+            raise GenlabError(f"--no-repeat-ngram must be 0 (off) or positive, got {no_repeat_ngram}")
         sampling = temperature > 0
         if not sampling and n > beams:
             raise GenlabError(f"greedy and beam search give at most --beams outputs per source; got --n {n} with "
@@ -182,7 +189,7 @@ class T5(PairsModality, Family):
         device = next(self.model_.parameters()).device
         x = torch.tensor([r + [self.pad_id_] * (width - len(r)) for r in ids], device=device)  # (B, S)
         kwargs: dict[str, Any] = {"do_sample": sampling, "num_beams": beams, "num_return_sequences": n,
-                                  "max_new_tokens": max_new_tokens}
+                                  "max_new_tokens": max_new_tokens, "no_repeat_ngram_size": no_repeat_ngram}
         if sampling:
             kwargs.update(temperature=temperature, top_k=top_k or 0, top_p=top_p or 1.0)
         processors = LogitsProcessorList([logits_processor] if logits_processor is not None else [])
