@@ -14,6 +14,7 @@ import genlab
 from genlab.errors import GenlabError
 from genlab.sample.code import (
     close_and_parse,
+    complete,
     cut_completion,
     fit_context,
     pass_line,
@@ -170,6 +171,7 @@ def test_complete_cli_returns_whole_lines(code_run, tmp_path):
         (["user.py", "--line", "99"], "has 1 lines"),
         (["user.py"], "--line"),
         (["user.py", "--line", "1", "--max-new-tokens", "0"], "max-new-tokens"),
+        (["user.py", "--line", "1", "--no-repeat-ngram", "-1"], "no-repeat-ngram"),
     ],
 )
 def test_complete_cli_bad_input(code_run, tmp_path, args, message):
@@ -245,3 +247,21 @@ def test_healing_constraint_makes_the_text_begin_with_the_trim(code_run):
     expected = [bool(p) and ("\n    ".startswith(p) or p.startswith("\n    ")) for p in pieces]
     assert allowed.tolist() == expected and 0 < sum(expected) < len(expected)
     assert all(t.startswith("\n    ") for t in texts), texts
+
+
+def test_no_repeat_in_completion_counts_only_the_generated_tokens(code_run):
+    from genlab.sample.code import NoRepeatInCompletion
+
+    # setup: a prompt of [5, 6, 5] then generated tokens [7, 8, 7]
+    ban = NoRepeatInCompletion(2)
+    logits = torch.zeros(1, 20)
+    # run: first call sees the prompt only; later calls see prompt + generated
+    first = ban(torch.tensor([[5, 6, 5]]), logits)
+    later = ban(torch.tensor([[5, 6, 5, 7, 8, 7]]), logits)
+    # assert: the prompt's bigram (5, 6) is not banned after 5; the completion's own (7, 8) is banned after 7
+    assert torch.isfinite(first).all()
+    assert later[0, 8] == float("-inf") and torch.isfinite(later[0, :8]).all() and torch.isfinite(later[0, 9:]).all()
+    text = complete(code_run, "def scale(values, factor=2):\n", max_new_tokens=24, no_repeat_ngram=2, watermark=False)
+    ids = code_run.model.tokenizer_.encode(text).ids
+    assert text == "" or text.endswith("\n")
+    assert len(set(zip(ids, ids[1:]))) == len(ids) - 1  # no bigram twice in what was generated

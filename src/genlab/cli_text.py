@@ -10,6 +10,7 @@ import typer
 import genlab
 from genlab.cli import app, err, out  # noqa: F401  (each verb below registers on the one app)
 from genlab.errors import GenlabError
+from genlab.sample.code import NO_REPEAT_NGRAM
 
 # -- bert: fill, embed ------------------------------------------------------------------------------------------
 
@@ -80,6 +81,7 @@ def complete(
     max_new_tokens: Annotated[int, typer.Option(help="at most this many tokens")] = 64,
     temperature: Annotated[float, typer.Option(help="0 = greedy; higher = more random")] = 0.0,
     seed: Annotated[int | None, typer.Option(help="the same seed gives the same completion")] = None,
+    no_repeat_ngram: Annotated[int, typer.Option(help="no n-gram of this many tokens twice in the completion (0 = off)")] = NO_REPEAT_NGRAM,
     watermark: Annotated[bool | None, typer.Option("--watermark/--no-watermark", help="mark the completion (default: the run's release.watermark setting, on)")] = None,
 ) -> None:
     """Complete Python code at a line: the rest of the statement, or the block it opens (whole lines)."""
@@ -88,7 +90,7 @@ def complete(
     from genlab.sample.code import check_options, prefix_at
     from genlab.sample.code import complete as complete_code
 
-    check_options(max_new_tokens, temperature)
+    check_options(max_new_tokens, temperature, no_repeat_ngram)
     if file == "-":
         if line is not None:
             raise GenlabError("--line goes with a FILE; with - the whole of standard input is the text before the cursor")
@@ -102,7 +104,7 @@ def complete(
     if context.strip():
         err.print(context, style="dim", markup=False, highlight=False)
     text = complete_code(r, prefix, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                         watermark=watermark)
+                         watermark=watermark, no_repeat_ngram=no_repeat_ngram)
     if not text:
         err.print("(no complete line generated; try a larger --max-new-tokens)", style="dim")
     sys.stdout.write(text)

@@ -28,7 +28,7 @@ import torch
 from genlab.data.text import MIN_DOCS_FOR_DOC_SPLIT, _split_lines
 from genlab.errors import GenlabError
 from genlab.evaluate.text import evaluate_lm
-from genlab.sample.code import close_and_parse, complete, pass_line
+from genlab.sample.code import NO_REPEAT_NGRAM, close_and_parse, complete, pass_line
 
 MIN_LINES, MAX_LINES = 3, 40  # function sizes mined
 
@@ -121,6 +121,7 @@ def code_report(
     max_new_tokens: int = 64,
     max_tokens: int = 0,
     watermark: bool = False,
+    no_repeat_ngram: int = NO_REPEAT_NGRAM,
 ) -> dict[str, Any]:
     """Completion quality on held-out functions, beside trivial baselines, and the LM's validation figures.
 
@@ -135,7 +136,7 @@ def code_report(
     rows = []
     for k, case in enumerate(cases):
         text = complete(run, case.prefix, max_new_tokens=max_new_tokens, temperature=0.0, seed=seed + k,
-                        watermark=watermark)
+                        watermark=watermark, no_repeat_ngram=no_repeat_ngram)
         first = text.split("\n", 1)[0] if text else ""
         rows.append({
             "function": case.name,
@@ -156,7 +157,8 @@ def code_report(
         "method": (
             f"{len(rows)} functions of {MIN_LINES}-{MAX_LINES} lines from the held-out split, each cut at a "
             f"random statement start in its body (seed {seed}) and completed greedily with at most "
-            f"{max_new_tokens} tokens, watermark {'on' if watermark else 'off'}; valid = the file up to the cut "
+            f"{max_new_tokens} tokens" + (f", no {no_repeat_ngram}-gram twice" if no_repeat_ngram else "")
+            + f", watermark {'on' if watermark else 'off'}; valid = the file up to the cut "
             "plus the completion parses once an open block is closed with pass; baselines: 'pass' and nothing; "
             "exact_line = first completed line equals the true line; LM figures on the validation split"
             + (f" (first {max_tokens} tokens)" if max_tokens else "")

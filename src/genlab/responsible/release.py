@@ -72,12 +72,9 @@ class TextMarks:
 
     def sample(self, model: Any, n: int, *, logits_processor: Any = None, **kwargs: Any) -> list[str]:
         """The family's sample with the mark; a caller's ``logits_processor`` (a constraint) runs first."""
-        from transformers import LogitsProcessorList
+        from genlab.sample.text import chain
 
-        mark = self.watermark.processor()
-        if logits_processor is not None:
-            mark = LogitsProcessorList([logits_processor, mark])
-        return model.sample(n, logits_processor=mark, **kwargs)
+        return model.sample(n, logits_processor=chain(logits_processor, self.watermark.processor()), **kwargs)
 
     def mark(self, outputs: Any) -> Any:
         raise GenlabError("text is watermarked while it is generated, not afterwards")

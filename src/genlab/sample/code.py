@@ -38,6 +38,9 @@ PY_SUFFIXES = (".py", ".pyi")
 CLAUSES = frozenset({"elif", "else", "except", "finally"})  # continue a compound statement at its own indentation
 _HEAL = re.compile(r"[ \t\n]*\w*\Z")  # what heal_suffix leaves for the model to generate
 INDENT_STEP = 4  # the indentation ``close_and_parse`` gives the ``pass`` that closes an empty block
+# complete()'s default n for NoRepeatInCompletion: on the code recipe's model, valid-and-non-empty completions
+# went from 0.63 to 0.76 (n = 3: 0.75, 6: 0.70, 8: 0.72) on its 100 held-out cuts, 0.50 to 0.62 on 100 others
+NO_REPEAT_NGRAM = 4
 
 
 # -- the prefix at a line ---------------------------------------------------------------------------------------
@@ -242,6 +245,7 @@ def complete(
     temperature: float = 0.0,
     seed: int | None = None,
     watermark: bool | None = None,
+    no_repeat_ngram: int = NO_REPEAT_NGRAM,
 ) -> str:
     """Complete ``prefix`` (the text before the cursor) with a gpt run: whole lines ending one unit of code.
 
@@ -262,8 +266,8 @@ def complete(
     healed = heal_suffix(prefix)
     for trim in ((healed, "") if healed else ("",)):
         prompt = fit_context(prefix[: len(prefix) - len(trim)], model.tokenizer_, budget=budget, limit=block)
-        text = _generate(run, prompt, trim, boundary, max_new_tokens=max_new_tokens + _tokens(model, trim),
-                         temperature=temperature, seed=seed, watermark=watermark)
+        text = _generate(run, prompt, trim, boundary, no_repeat_ngram, max_new_tokens=max_new_tokens +
+                         _tokens(model, trim), temperature=temperature, seed=seed, watermark=watermark)
         if text is not None:
             return text
     return ""
@@ -309,8 +313,31 @@ class StartsWith:
         return logits if bias is None else logits + bias
 
 
-def check_options(max_new_tokens: int, temperature: float) -> None:
+class NoRepeatInCompletion:
+    """Logits processor: no n-gram of ``n`` tokens twice within the generated text (the prompt is not counted).
+
+    Code rightly reuses what the prompt holds, but a completion that repeats itself is a small model's loop
+    (``node.node.node.``, ``'w', 'w', 'w'``): greedy decoding of a CPU-sized model falls into one in about a fifth
+    of the benchmark's cuts, and the statement never ends. transformers' ``NoRepeatNGramLogitsProcessor`` does the
+    banning; this wrapper shows it only the generated tokens.
+    """
+
+    def __init__(self, n: int) -> None:
+        from transformers import NoRepeatNGramLogitsProcessor
+
+        self.inner = NoRepeatNGramLogitsProcessor(n)
+        self.start: int | None = None  # the prompt's length: the width of ``ids`` at the first call
+
+    def __call__(self, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        if self.start is None:
+            self.start = ids.shape[1]
+        return self.inner(ids[:, self.start :], logits)  # (n, t) generated so far, (n, V)
+
+
+def check_options(max_new_tokens: int, temperature: float, no_repeat_ngram: int = 0) -> None:
     """Refuse bad generation options before any work (loading a run) is done."""
+    if no_repeat_ngram < 0:
+        raise GenlabError(f"--no-repeat-ngram must be 0 (off) or positive, got {no_repeat_ngram}")
     if max_new_tokens < 1:
         raise GenlabError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
     if not temperature >= 0:
@@ -321,7 +348,8 @@ def _tokens(model: Any, text: str) -> int:
     return len(model.tokenizer_.encode(text).ids) if text else 0
 
 
-def _generate(run: Any, prompt: str, trim: str, boundary: Boundary, **kwargs: Any) -> str | None:
+def _generate(run: Any, prompt: str, trim: str, boundary: Boundary, no_repeat_ngram: int,
+              **kwargs: Any) -> str | None:
     """Generate after ``prompt``; the text must begin with ``trim`` (else None); returns the cut completion."""
     pieces: list[str] = []
     state = {"result": None, "mismatch": False}
@@ -338,9 +366,12 @@ def _generate(run: Any, prompt: str, trim: str, boundary: Boundary, **kwargs: An
                 state["result"] = cut
                 raise _Stop
 
-    heal = StartsWith(run.model.tokenizer_, trim) if trim else None
+    from genlab.sample.text import chain
+
+    constraints = chain(StartsWith(run.model.tokenizer_, trim) if trim else None,
+                        NoRepeatInCompletion(no_repeat_ngram) if no_repeat_ngram else None)
     try:
-        raw = run.sample(1, prompt=prompt, on_text=on_text, logits_processor=heal, **kwargs)[0]
+        raw = run.sample(1, prompt=prompt, on_text=on_text, logits_processor=constraints, **kwargs)[0]
     except _Stop:
         return None if state["mismatch"] else state["result"]
     if not raw.startswith(trim):

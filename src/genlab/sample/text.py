@@ -85,6 +85,20 @@ class KVDecoder:
         self.pos = 0
 
 
+def chain(*processors: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None):
+    """One logits processor ``(ids, logits) -> logits`` applying ``processors`` in order (None ones skipped)."""
+    steps = [p for p in processors if p is not None]
+    if len(steps) < 2:
+        return steps[0] if steps else None
+
+    def apply(ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        for p in steps:
+            logits = p(ids, logits)
+        return logits
+
+    return apply
+
+
 def pick(
     logits: torch.Tensor,
     *,
