@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +206,21 @@ def test_evaluate_reports_model_and_baseline(t5_run):
     for who in ("model", "baseline"):
         assert set(report[who]) >= {"bleu", "chrf", "exact_match"}
     assert report["baseline"]["name"] == "first_line"
+
+
+def test_eval_cli_decodes_with_beams(t5_run):
+    # setup: the CLI as a user runs it
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "genlab.cli", "eval", str(t5_run.path), *args],
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    # run
+    ok = cli("--n", "8", "--beams", "2", "--no-repeat-ngram", "2", "--json")
+    bad = cli("--beams", "0")
+    # assert
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["decoding"] == "beam search, 2 beams, no repeated 2-grams"
+    assert bad.returncode == 2 and "--beams must be at least 1" in bad.stderr
 
 
 def test_logits_processor_reaches_generate(t5_run):

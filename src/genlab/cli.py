@@ -252,11 +252,19 @@ def eval_(
     run: Annotated[Path, typer.Argument(help="run folder")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     max_tokens: Annotated[int, typer.Option(help="text: evaluate on at most this many tokens (0 = all)")] = 0,
-    n: Annotated[int, typer.Option("--n", help="images: samples to score")] = 1000,
+    n: Annotated[int, typer.Option("--n", help="images: samples to score; t5: held-out pairs")] = 1000,
+    beams: Annotated[int, typer.Option(help="t5: decode with beam search of this width (1 = greedy)")] = 1,
+    no_repeat_ngram: Annotated[int, typer.Option(help="t5: never repeat an n-gram of this many tokens (0 = off)")] = 0,
 ) -> None:
     """Evaluate a run on its held-out split."""
     r = genlab.load(run)
-    report = r.evaluate(**({"max_tokens": max_tokens} if r.model.modality == "text" else {"n": n}))
+    modality = r.model.modality
+    if modality != "pairs" and (beams != 1 or no_repeat_ngram):
+        raise GenlabError(f"--beams and --no-repeat-ngram are for sequence-to-sequence runs (t5); {run} is a "
+                          f"{r.config.family} run")
+    options = {"text": {"max_tokens": max_tokens}, "pairs": {"n": n, "beams": beams,
+                                                             "no_repeat_ngram": no_repeat_ngram}}
+    report = r.evaluate(**options.get(modality, {"n": n}))
     if as_json:
         print(json.dumps(report, indent=2))
         return
