@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python bench/watermark_text.py
 	$(BIN)/python bench/watermark_images.py
 	$(BIN)/python bench/bert_mlm.py
+	$(BIN)/python bench/bert_mlm.py --only pycode-char
 	$(BIN)/python bench/t5_docstrings.py
 	$(BIN)/python bench/code_assistant.py
 
