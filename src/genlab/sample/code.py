@@ -317,8 +317,8 @@ class NoRepeatInCompletion:
     """Logits processor: no n-gram of ``n`` tokens twice within the generated text (the prompt is not counted).
 
     Code rightly reuses what the prompt holds, but a completion that repeats itself is a small model's loop
-    (``node.node.node.``, ``'w', 'w', 'w'``): greedy decoding of a CPU-sized model falls into one in about a fifth
-    of the benchmark's cuts, and the statement never ends. transformers' ``NoRepeatNGramLogitsProcessor`` does the
+    (``node.node.node.``, ``'w', 'w', 'w'``): greedy decoding of a CPU-sized model fell into one in about one
+    benchmark cut in seven (non-empty completions 0.71 without this, 0.85 with it), and the statement never ends. transformers' ``NoRepeatNGramLogitsProcessor`` does the
     banning; this wrapper shows it only the generated tokens.
     """
 
