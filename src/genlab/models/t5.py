@@ -175,9 +175,7 @@ class T5(PairsModality, Family):
         (transformers' ``no_repeat_ngram_size``; small models otherwise loop: "the given in the given in the").
         ``logits_processor`` (the run's watermark) reshapes each step's logits."""
         sources = [source] if isinstance(source, str) else list(source)
-        _check(n, sources, beams, temperature, top_k, top_p, max_new_tokens)
-        if no_repeat_ngram < 0:
-            raise GenlabError(f"--no-repeat-ngram must be 0 (off) or positive, got {no_repeat_ngram}")
+        _check(n, sources, beams, temperature, top_k, top_p, max_new_tokens, no_repeat_ngram)
         sampling = temperature > 0
         if not sampling and n > beams:
             raise GenlabError(f"greedy and beam search give at most --beams outputs per source; got --n {n} with "
@@ -230,9 +228,9 @@ class T5(PairsModality, Family):
         return sum(p.numel() for p in self.model_.parameters())
 
 
-def _check(n, sources, beams, temperature, top_k, top_p, max_new_tokens) -> None:
+def _check(n, sources, beams, temperature, top_k, top_p, max_new_tokens, no_repeat_ngram) -> None:
     if not sources:
         raise GenlabError("give at least one --source text")
-    check_sampling(n, max_new_tokens, temperature, top_k, top_p)
+    check_sampling(n, max_new_tokens, temperature, top_k, top_p, no_repeat_ngram)
     if beams < 1:
         raise GenlabError(f"--beams must be at least 1, got {beams}")

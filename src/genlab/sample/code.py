@@ -336,12 +336,9 @@ class NoRepeatInCompletion:
 
 def check_options(max_new_tokens: int, temperature: float, no_repeat_ngram: int = 0) -> None:
     """Refuse bad generation options before any work (loading a run) is done."""
-    if no_repeat_ngram < 0:
-        raise GenlabError(f"--no-repeat-ngram must be 0 (off) or positive, got {no_repeat_ngram}")
-    if max_new_tokens < 1:
-        raise GenlabError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
-    if not temperature >= 0:
-        raise GenlabError(f"--temperature must be 0 (greedy) or positive, got {temperature}")
+    from genlab.sample.text import check_sampling
+
+    check_sampling(1, max_new_tokens, temperature, None, None, no_repeat_ngram)
 
 
 def _tokens(model: Any, text: str) -> int:

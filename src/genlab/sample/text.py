@@ -186,8 +186,11 @@ def generate_ids(
     return result
 
 
-def check_sampling(n: int, max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+def check_sampling(n: int, max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
+                   no_repeat_ngram: int = 0) -> None:
     """The generation options every text family takes, each refused with a one-line error."""
+    if no_repeat_ngram < 0:
+        raise GenlabError(f"--no-repeat-ngram must be 0 (off) or positive, got {no_repeat_ngram}")
     if n < 1:
         raise GenlabError(f"--n must be at least 1, got {n}")
     if max_new_tokens < 1:
