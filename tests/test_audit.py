@@ -5,7 +5,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 import genlab
 from genlab.data.tokenizers import train_tokenizer
@@ -15,12 +14,7 @@ from genlab.responsible import memorise as M
 from genlab.responsible.audit import AUDITS, audit_run, prompt_problem
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # from conftest
 
 
 def chars(text: str) -> np.ndarray:

@@ -12,7 +12,7 @@ import genlab
 from genlab.errors import GenlabError
 from genlab.models.bert import MASK, batch_generator, mask_tokens
 
-from conftest import TINY
+from conftest import TINY, StopAt
 
 BERT_TINY = TINY + ["train.lr=1e-3", "train.min_lr=1e-4"]
 
@@ -141,23 +141,13 @@ def test_cli_bad_input_is_one_line_and_exit_2(bert_run, tmp_path, args, message)
     assert len(r.stderr.strip().splitlines()) == 1
 
 
-class _StopAt:
-    """Interrupt training as Ctrl-C would."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def __call__(self, trainer, step, logs):
-        if step == self.step:
-            raise KeyboardInterrupt
-
 
 def test_resume_masks_as_an_uninterrupted_run(tmp_path, corpus_file):
     over = BERT_TINY + ["train.max_steps=16", "train.eval_every=8", "train.log_every=1", "train.checkpoint_every=5",
                         "model.dropout=0.1"]
     full = genlab.train("bert", str(corpus_file), out=tmp_path / "full", overrides=over)
     with pytest.raises(KeyboardInterrupt):
-        genlab.train("bert", str(corpus_file), out=tmp_path / "cut", overrides=over, callbacks=[_StopAt(9)])
+        genlab.train("bert", str(corpus_file), out=tmp_path / "cut", overrides=over, callbacks=[StopAt(9)])
     resumed = genlab.train("bert", str(corpus_file), out=tmp_path / "cut", overrides=over, resume=True)
     for a, b in zip(full.model.model_.parameters(), resumed.model.model_.parameters()):
         assert torch.equal(a, b)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, StopAt
 
 import genlab
 from genlab import config as cfgmod
@@ -20,16 +20,6 @@ from genlab.responsible.energy import EnergyMeter, flops_per_step, read_energy
 
 yaml = pytest.importorskip("yaml")  # PyYAML comes with transformers
 
-
-class StopAt:
-    """Interrupt training as Ctrl-C would."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def __call__(self, trainer, step, logs):
-        if step == self.step:
-            raise KeyboardInterrupt
 
 
 def test_country_auto_is_a_three_letter_code(monkeypatch):

@@ -9,7 +9,7 @@ from genlab.errors import GenlabError
 from genlab.train.loop import lr_at
 from genlab.config import TrainConfig
 
-from conftest import TINY
+from conftest import TINY, StopAt
 
 
 def test_loss_falls_well_below_unigram_entropy(trained_run):
@@ -43,16 +43,6 @@ def test_lr_schedule_warms_up_then_decays():
     assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(60, cfg) == pytest.approx(0.55) and lr_at(110, cfg) == pytest.approx(0.1)
 
-
-class StopAt:
-    """Interrupt training as Ctrl-C would."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def __call__(self, trainer, step, logs):
-        if step == self.step:
-            raise KeyboardInterrupt
 
 
 def _losses(run_dir):
