@@ -26,6 +26,7 @@ import torch
 
 import genlab
 from genlab.evaluate.code import code_report
+from genlab.nets import n_params
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPE = {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 256}
@@ -66,7 +67,7 @@ def main() -> None:
         "smoke": args.minutes < 5, "overrides": args.set, "planned_steps": steps,
         "steps": summary["steps"], "train_wall_minutes": round(summary["wall_s"] / 60, 2),
         "total_train_call_minutes": round(train_wall / 60, 2), "report_seconds": round(report_s, 1),
-        "n_params": run.model.n_params, "machine": platform.processor() or platform.machine(),
+        "n_params": n_params(run.model.model_), "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__, **report, "run": out.relative_to(ROOT).as_posix() if out.is_relative_to(ROOT)
         else out.name,
     }

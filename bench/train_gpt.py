@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from genlab.config import TrainConfig
-from genlab.data import resolve
+from genlab.registry import get_dataset
 from genlab.data.tokens import TextData, TextDataConfig, prepare_text
 from genlab.models.gpt import GPT, GPTConfig
 from genlab.train.loop import Trainer
@@ -168,7 +168,7 @@ def main() -> None:
         variants.append(("genlab+compile", "bf16" if fast_bf16 else "fp32", True))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        data = prepare_text(resolve("shakespeare", "text"), TextDataConfig(), Path(tmp) / "shakespeare")
+        data = prepare_text(get_dataset("shakespeare").load(), TextDataConfig(), Path(tmp) / "shakespeare")
         for name in shapes:
             shape = SHAPES[name]
             L, H, C, T, B = shape[:5]

@@ -28,7 +28,9 @@ from pathlib import Path
 import genlab
 from genlab.models.vae import VAE
 from genlab.sample.images import save_grid
-from genlab.train.loop import Trainer, read_metrics
+from genlab.nets import n_params
+from genlab.runfiles import read_metrics
+from genlab.train.loop import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 FID_FACTOR, AGREEMENT = 10.0, 0.80  # the bar
@@ -83,7 +85,7 @@ def main() -> None:
     result = {
         "config": Path(args.config).name,
         "overrides": args.set,
-        "n_params": sum(p.numel() for p in run.model.model_.parameters()),
+        "n_params": n_params(run.model.model_),
         "steps": curve[-1][0],
         "train_minutes": curve[-1][1],
         "train_wall_minutes": round(train_wall / 60, 2),

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from genlab.data import resolve
+from genlab.registry import get_modality
 from genlab.data.text import MIN_DOCS_FOR_DOC_SPLIT, corpus_from_path
 from genlab.data.tokenizers import train_tokenizer
 from genlab.data.tokens import TextData, TextDataConfig, prepare_text
@@ -61,8 +61,8 @@ def test_tokens_are_memory_mapped_and_batches_seeded(tmp_path, corpus_file):
 
 
 def test_builtin_datasets_resolve():
-    assert len(resolve("shakespeare", "text").files) == 42
-    assert len(resolve("pycode", "text").files) > 300
+    assert len(get_modality("text").resolve("shakespeare").files) == 42
+    assert len(get_modality("text").resolve("pycode").files) > 300
 
 
 @pytest.mark.parametrize(
@@ -83,12 +83,12 @@ def test_bad_files_are_refused(tmp_path, content, message):
 
 def test_missing_and_empty_folder(tmp_path):
     with pytest.raises(GenlabError, match="no such file"):
-        resolve(str(tmp_path / "nope.txt"), "text")
+        get_modality("text").resolve(str(tmp_path / "nope.txt"))
     (tmp_path / "pic.png").write_bytes(b"\x89PNG")
     with pytest.raises(GenlabError, match="folder holds no .txt, .md, .py files"):
-        resolve(str(tmp_path), "text")
+        get_modality("text").resolve(str(tmp_path))
     with pytest.raises(GenlabError, match="unknown dataset 'shakespear'.*did you mean 'shakespeare'"):
-        resolve("shakespear", "text")
+        get_modality("text").resolve("shakespear")
 
 
 def test_corpus_shorter_than_a_block(tmp_path):

@@ -218,7 +218,7 @@ def test_interpolate_between_images(uncond_run):
 
 
 def test_slerp_keeps_the_ends_and_the_norm():
-    from genlab.models.diffusion import _slerp
+    from genlab.nets import slerp as _slerp
 
     # Setup
     g = torch.Generator().manual_seed(0)

@@ -14,9 +14,13 @@ import genlab
 from genlab import config as cfgmod
 from genlab.errors import GenlabError
 from genlab.models import get_family
+from genlab.numbers import fmt
 from genlab.responsible import card as cardmod
 from genlab.responsible.country import WORLD, _zone_tables, country_code
-from genlab.responsible.energy import EnergyMeter, flops_per_step, read_energy
+from genlab.registry import get_modality
+from genlab.responsible.energy import EnergyMeter
+from genlab.responsible.energy_record import read_energy
+from genlab.responsible.flops import flops_per_step
 
 yaml = pytest.importorskip("yaml")  # PyYAML comes with transformers
 
@@ -70,7 +74,7 @@ def _tiny_gpt(tmp_path, corpus_file):
     family_cls = get_family("gpt")
     config = cfgmod.build("gpt", str(corpus_file), family_cls.Config, family_cls.data_config_class(),
                           base={"train": dict(family_cls.train_defaults)}, overrides=TINY)
-    data = family_cls.prepare_data(genlab.api._resolve_source(str(corpus_file), "text"), config.data, tmp_path / "data")
+    data = family_cls.prepare_data(get_modality("text").resolve(str(corpus_file)), config.data, tmp_path / "data")
     model = family_cls(config.model)
     model.build(data, seed=0)
     return model, data, config
@@ -154,11 +158,11 @@ def test_card_of_a_trained_run_holds_its_measured_figures(trained_run):
         assert co2["emissions"] == pytest.approx(energy["total"]["emissions_kg_co2eq"] * 1000, rel=1e-3)
     # body: the figures the run measured
     assert "| steps | 200 of 200 |" in body
-    assert cardmod._fmt(summary["best_val_loss"]) in body
+    assert fmt(summary["best_val_loss"]) in body
     assert f"{summary['n_params']:,}" in body
     if energy["total"]["energy_kwh"]:
-        assert f"{cardmod._fmt(energy['total']['energy_kwh']['total'])} kWh" in body
-    assert cardmod._fmt(energy["flops_per_step"]) in body and cardmod._fmt(energy["train_flops"]) in body
+        assert f"{fmt(energy['total']['energy_kwh']['total'])} kWh" in body
+    assert fmt(energy["flops_per_step"]) in body and fmt(energy["train_flops"]) in body
     if not (trained_run.path / "eval.json").exists():  # other tests may have run `genlab eval` on this run
         assert "Not measured yet: run `genlab eval RUN`" in body
     else:

@@ -10,7 +10,8 @@ import torch
 import genlab
 from genlab.data.images import ImageData, to_unit
 from genlab.errors import GenlabError
-from genlab.models.gan import GAN, GANConfig, slerp
+from genlab.models.gan import GAN, GANConfig
+from genlab.nets import slerp
 
 TINY = [
     "model.z_dim=16",
@@ -164,7 +165,7 @@ def test_label_on_an_unconditional_model_is_an_error(wgan):
 def test_bad_sampling_requests(wgan):
     with pytest.raises(GenlabError, match="at least 1"):
         wgan.sample(0)
-    with pytest.raises(GenlabError, match="no sampling option"):
+    with pytest.raises(GenlabError, match="sampler is not an option of gan sampling"):
         wgan.sample(2, sampler="ddim")
 
 

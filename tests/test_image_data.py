@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genlab.data import resolve
+from genlab.registry import get_modality
 from genlab.data.images import ImageDataConfig, _fashion_installed, from_unit, prepare_images, to_unit
 from genlab.errors import GenlabError
 from genlab.sample.images import grid, load_image, save_gif, save_samples
@@ -14,7 +14,7 @@ def _png(path, mode="L", size=(20, 30), value=128):
 
 
 def test_builtin_image_datasets_scale_once_to_minus_one_one(tmp_path):
-    data = prepare_images(resolve("mnist", "image"), ImageDataConfig(), tmp_path / "m")
+    data = prepare_images(get_modality("image").resolve("mnist"), ImageDataConfig(), tmp_path / "m")
     assert data.shape == (1, 28, 28) and data.meta["n_train"] == 4500 and data.meta["n_val"] == 500
     assert data.x["train"].min() == -1 and data.x["train"].max() == 1
     assert sorted(np.bincount(data.y["val"].numpy())) == [50] * 10  # stratified: sorted-by-class data is shuffled
@@ -26,7 +26,7 @@ def test_user_folder_with_labels_resized_and_cropped(tmp_path):
     for label in ("cats", "dogs"):
         for i in range(6):
             _png(tmp_path / "pics" / label / f"{i}.png", size=(40 + i, 30))
-    data = prepare_images(resolve(str(tmp_path / "pics"), "image"), ImageDataConfig(size=16), tmp_path / "d")
+    data = prepare_images(get_modality("image").resolve(str(tmp_path / "pics")), ImageDataConfig(size=16), tmp_path / "d")
     assert data.shape == (1, 16, 16) and data.meta["class_names"] == ["cats", "dogs"]
     assert data.meta["n_train"] + data.meta["n_val"] == 12
 
@@ -35,10 +35,10 @@ def test_mixed_modes_need_a_choice(tmp_path):
     _png(tmp_path / "a.png", "L")
     _png(tmp_path / "b.png", "RGB")
     with pytest.raises(GenlabError, match="mixes grey .* and colour .* set data.channels"):
-        prepare_images(resolve(str(tmp_path), "image"), ImageDataConfig(), tmp_path / "d")
+        prepare_images(get_modality("image").resolve(str(tmp_path)), ImageDataConfig(), tmp_path / "d")
     for i in range(8):
         _png(tmp_path / f"c{i}.png", "L")
-    data = prepare_images(resolve(str(tmp_path), "image"), ImageDataConfig(channels=3, size=8), tmp_path / "d")
+    data = prepare_images(get_modality("image").resolve(str(tmp_path)), ImageDataConfig(channels=3, size=8), tmp_path / "d")
     assert data.shape == (3, 8, 8)
 
 
@@ -47,13 +47,13 @@ def test_unreadable_or_truncated_images_are_named(tmp_path, content):
     _png(tmp_path / "good.png")
     (tmp_path / "bad.png").write_bytes(content)
     with pytest.raises(GenlabError, match=r"bad.png: cannot read this image"):
-        prepare_images(resolve(str(tmp_path), "image"), ImageDataConfig(), tmp_path / "d")
+        prepare_images(get_modality("image").resolve(str(tmp_path)), ImageDataConfig(), tmp_path / "d")
 
 
 def test_folder_without_images(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
     with pytest.raises(GenlabError, match="holds no PNG or JPEG images"):
-        resolve(str(tmp_path), "image")
+        get_modality("image").resolve(str(tmp_path))
 
 
 def test_writers(tmp_path):
@@ -68,6 +68,6 @@ def test_writers(tmp_path):
 
 @pytest.mark.skipif(not _fashion_installed(), reason="optional Debian package dataset-fashion-mnist is not installed")
 def test_fashion_mnist_reads_the_idx_files(tmp_path):
-    data = prepare_images(resolve("fashion-mnist", "image"), ImageDataConfig(), tmp_path / "f")
+    data = prepare_images(get_modality("image").resolve("fashion-mnist"), ImageDataConfig(), tmp_path / "f")
     assert data.meta["n_train"] == 60000 and data.meta["n_val"] == 10000 and data.shape == (1, 28, 28)
     assert data.meta["class_names"][9] == "Ankle boot" and int(data.y["val"].max()) == 9

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from genlab.data import resolve
+from genlab.registry import get_modality
 from genlab.data.images import ImageDataConfig, prepare_images
 from genlab.evaluate.images import feature_net, fid, kid, prdc, score
 
@@ -32,7 +32,7 @@ def test_prdc_on_known_toy_distributions():
 def test_feature_net_separates_real_digits_from_noise(tmp_path, monkeypatch):
     # Setup: the feature network is trained on digits and cached in a private folder
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
-    data = prepare_images(resolve("digits", "image"), ImageDataConfig(), tmp_path / "data")
+    data = prepare_images(get_modality("image").resolve("digits"), ImageDataConfig(), tmp_path / "data")
     # Run
     net, accuracy, task = feature_net(data)
     real = net.features(data.x["val"])

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import genlab
-from genlab.responsible.release import ImageMarks
+from genlab.responsible.marks import ImageMarks
 
 VAE_TINY = ["model.latent_dim=8", "model.width=8", "model.hidden=64", "train.batch_size=16", "train.max_steps=10",
             "train.eval_every=10", "train.eval_batches=1", "train.threads=1", "data.size=32"]

@@ -52,11 +52,12 @@ def test_top_p_keeps_the_nucleus():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"n": 0}, "--n must be at least 1"),
-        ({"max_new_tokens": 0}, "--max-new-tokens must be at least 1"),
-        ({"temperature": -1}, "--temperature must be 0"),
-        ({"top_k": 0}, "--top-k must be at least 1"),
-        ({"top_p": 1.5}, "--top-p must be in"),
+        ({"n": 0}, "^n must be at least 1"),  # the library names arguments; the CLI shows them as flags
+        ({"max_new_tokens": 0}, "^max_new_tokens must be at least 1"),
+        ({"temperature": -1}, "^temperature must be 0"),
+        ({"top_k": 0}, "^top_k must be at least 1"),
+        ({"top_p": 1.5}, "^top_p must be in"),
+        ({"label": 3}, "^label is not an option of gpt sampling"),
         ({"prompt": "x" * 40}, "the prompt is 40 tokens, longer than the model's context of 32"),
     ],
 )

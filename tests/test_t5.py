@@ -169,7 +169,7 @@ def test_beam_one_equals_greedy(t5_run):
                     break
         assert model.tokenizer_.decode(dec[1:]) == out
     assert len(model.sample(3, source="alpha beta 3", beams=4)) == 3
-    with pytest.raises(GenlabError, match="at most --beams"):
+    with pytest.raises(GenlabError, match="at most `beams`"):
         model.sample(2, source="alpha")
 
 
@@ -184,7 +184,7 @@ def test_no_repeat_ngram_forbids_repeats(t5_run):
     for out in outs:
         ids = model.tokenizer_.encode(out).ids[:-1]  # the encoder appends the end token
         assert len(ids) == len(set(ids)), (out, plain)
-    with pytest.raises(GenlabError, match="no-repeat-ngram"):
+    with pytest.raises(GenlabError, match="no_repeat_ngram must be"):
         model.sample(1, source="alpha", no_repeat_ngram=-1)
 
 

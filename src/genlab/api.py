@@ -1,11 +1,12 @@
-"""The Python API; the CLI calls only this.
+"""The Python API; the CLI (and the HTTP API) call only this and ``Run``.
 
 Example::
 
     import genlab
     run = genlab.train("gpt", "shakespeare", out="runs/demo", overrides=["train.max_steps=500"])
-    print(run.sample(prompt="ROMEO:", n=2, seed=1))
+    print(run.sample(2, prompt="ROMEO:", seed=1))
     print(run.evaluate()["bits_per_char"])
+    run.sample(4, prompt="ROMEO:").save("stories/")  # .txt files, watermarked and signed
     run.export("exported/")            # loads with transformers.AutoModelForCausalLM
 """
 
@@ -18,15 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from genlab import config as cfgmod
+from genlab import registry
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_bytes
-from genlab.models import get_family
-from genlab.responsible.card import write_card
-from genlab.responsible.country import country_code
-from genlab.responsible.energy import energy_session
-from genlab.responsible.release import run_identity
-from genlab.runs import CONFIG_TOML, DATA_DIR, Run, read_run_config, write_summary_json
-from genlab.train.loop import CHECKPOINT_FILE, METRICS_FILE, Trainer, read_metrics
+from genlab.runfiles import CHECKPOINT_FILE, CONFIG_TOML, DATA_DIR, LINEAGE_FILE, LOSS_PLOT, METRICS_FILE, \
+    SUMMARY_FILE, read_metrics, write_json
+from genlab.runs import Run, parent_of, read_run_config
+from genlab.train.distributed import is_main
 
 
 def default_out(family: str, dataset: str) -> Path:
@@ -44,31 +43,19 @@ def train(
     resume: bool = False,
     progress: bool = False,
     callbacks: Sequence[Any] = (),
+    parent: str | Path | None = None,
 ) -> Run:
     """Train ``family`` on dataset ``data`` into the run folder ``out``; returns the loaded ``Run``.
 
     With ``resume=True`` the run continues from its checkpoint; ``[train]`` settings may change (e.g. a larger
-    ``max_steps``), the architecture may not.
+    ``max_steps``), the architecture may not. ``parent`` names the run a family builds on (fine-tuning,
+    distillation: families with ``uses_parent``); it is left unchanged and recorded in ``lineage.json``.
+    ``callbacks`` subscribe to the training loop's events (``genlab.train.hooks``).
     """
-    family_cls = get_family(family)
+    family_cls = registry.get_family(family)
     out = Path(out) if out is not None else default_out(family, data)
     if resume:
-        if not (out / CONFIG_TOML).is_file():
-            raise GenlabError(f"{out} is not a run to resume (no {CONFIG_TOML}); train without --resume")
-        saved = read_run_config(out)
-        if saved.family != family:
-            raise GenlabError(f"cannot resume {out}: it is a '{saved.family}' run, not '{family}'")
-        if saved.dataset != data:
-            raise GenlabError(f"cannot resume {out}: it was trained on '{saved.dataset}', not '{data}'")
-        base = saved.to_dict()
-        config = cfgmod.build(family, data, family_cls.Config, family_cls.data_config_class(),
-                              base=base, config_file=config_file, overrides=overrides)
-        if config.model != saved.model or config.data != saved.data:
-            changed = [f"{s}.{k}" for s in ("model", "data") for k, v in base[s].items()
-                       if config.to_dict()[s][k] != v]
-            raise GenlabError(f"cannot resume {out}: the architecture or data settings differ ({', '.join(changed)})")
-        if not (out / CHECKPOINT_FILE).is_file():
-            raise GenlabError(f"{out} has no checkpoint to resume from; train it again without --resume")
+        config = _resume_config(family, data, family_cls, out, config_file, overrides)
     else:
         config = cfgmod.build(family, data, family_cls.Config, family_cls.data_config_class(),
                               base={"train": dict(family_cls.train_defaults)}, config_file=config_file,
@@ -76,14 +63,18 @@ def train(
         if out.exists() and any(out.iterdir()):
             hint = "add --resume to continue it" if (out / CONFIG_TOML).exists() else "choose a new --out"
             raise GenlabError(f"{out} already exists and is not empty; {hint}")
-
+    parent_run = _parent(family_cls, parent, out, resume)
+    subscribers = list(callbacks)
     if config.release.track_energy:
-        country_code(config.release.country)  # a bad release.country fails before anything is written
-    model = family_cls(config.model)
+        from genlab.responsible.energy_record import EnergyTracker
+
+        subscribers.append(EnergyTracker(out, config.release.country))  # a bad country fails before any writing
+    model = family_cls(config.model, parent=parent_run)
     if resume:
         dataset = family_cls.load_data(config.data, out / DATA_DIR)
+        model.build(dataset, seed=config.train.seed)
     else:
-        source = _resolve_source(data, family_cls.modality)
+        source = registry.get_modality(family_cls.modality).resolve(data)
         out.mkdir(parents=True, exist_ok=True)
         try:
             dataset = family_cls.prepare_data(source, config.data, out / DATA_DIR)
@@ -91,29 +82,68 @@ def train(
         except BaseException:
             shutil.rmtree(out, ignore_errors=True)  # nothing half-made is left to be mistaken for a run
             raise
-    if resume:
-        model.build(dataset, seed=config.train.seed)
-    cfgmod.write_toml(config, out / CONFIG_TOML)
-    run_identity(out)  # the run id and text-watermark key, made once
+    if is_main():
+        from genlab.responsible.release import run_identity
 
-    trainer = Trainer(model, dataset, config.train, run_dir=out, resume=resume, progress=progress,
-                      callbacks=list(callbacks))
-    with energy_session(out, model, dataset, config, trainer):  # RUN/energy.json, also for a Ctrl-C'd session
-        summary = trainer.run()
-    write_summary_json(out / "summary.json", {**summary, "n_params": _n_params(model)})
-    plot_losses(out, unit={"tok": "token", "img": "image"}.get(family_cls.unit, family_cls.unit))
-    write_card(out)  # RUN/README.md, the model card (`genlab card RUN` rewrites it)
+        cfgmod.write_toml(config, out / CONFIG_TOML)
+        run_identity(out)  # the run id and text-watermark key, made once
+        if parent_run is not None and not resume:
+            write_json(out / LINEAGE_FILE, _lineage(family_cls, parent_run))
+    model.fit(dataset, config.train, run_dir=out, resume=resume, progress=progress, callbacks=subscribers)
+    if is_main():
+        from genlab.nets import n_params
+        from genlab.responsible.card import write_card
+
+        write_json(out / SUMMARY_FILE, {**model.fit_summary_, "n_params": n_params(*model.networks_.values())})
+        plot_losses(out, unit=registry.get_modality(family_cls.modality).unit_name)
+        write_card(out)  # RUN/README.md, the model card (`genlab card RUN` rewrites it)
     return Run(out, config, model, dataset)
 
 
-def _resolve_source(name: str, modality: str) -> Any:
-    from genlab.data import resolve
+def _resume_config(family: str, data: str, family_cls: type, out: Path, config_file: Any,
+                   overrides: Sequence[str]) -> cfgmod.RunConfig:
+    """The run's saved config with the new ``[train]`` and ``[release]`` settings; the rest must not change."""
+    if not (out / CONFIG_TOML).is_file():
+        raise GenlabError(f"{out} is not a run to resume (no {CONFIG_TOML}); train without --resume")
+    saved = read_run_config(out)
+    if saved.family != family:
+        raise GenlabError(f"cannot resume {out}: it is a '{saved.family}' run, not '{family}'")
+    if saved.dataset != data:
+        raise GenlabError(f"cannot resume {out}: it was trained on '{saved.dataset}', not '{data}'")
+    base = saved.to_dict()
+    config = cfgmod.build(family, data, family_cls.Config, family_cls.data_config_class(), base=base,
+                          config_file=config_file, overrides=overrides)
+    if config.model != saved.model or config.data != saved.data:
+        changed = [f"{s}.{k}" for s in ("model", "data") for k, v in base[s].items() if config.to_dict()[s][k] != v]
+        raise GenlabError(f"cannot resume {out}: the architecture or data settings differ ({', '.join(changed)})")
+    if not (out / CHECKPOINT_FILE).is_file():
+        raise GenlabError(f"{out} has no checkpoint to resume from; train it again without --resume")
+    return config
 
-    return resolve(name, modality)
+
+def _parent(family_cls: type, parent: str | Path | None, out: Path, resume: bool) -> Run | None:
+    """The loaded parent run: the one given, or on resume the one ``lineage.json`` names."""
+    if resume and parent is None and family_cls.uses_parent:
+        found = parent_of(out)
+        if found is None:
+            raise GenlabError(f"cannot resume {out}: the parent run its {LINEAGE_FILE} names is gone")
+        return found
+    if parent is None:
+        if family_cls.uses_parent:
+            raise GenlabError(f"the {family_cls.name} family builds on a parent run; name it (parent=RUN)")
+        return None
+    if not family_cls.uses_parent:
+        raise GenlabError(f"the {family_cls.name} family trains from scratch; it takes no parent run")
+    if Path(parent).resolve() == out.resolve():
+        raise GenlabError(f"{out} cannot be its own parent; choose a new folder for the new run")
+    return Run.load(parent)
 
 
-def _n_params(model) -> int:
-    return sum(p.numel() for net in model.networks_.values() for p in net.parameters())
+def _lineage(family_cls: type, parent: Run) -> dict[str, Any]:
+    return {"relation": family_cls.parent_relation, "name": parent.path.resolve().name,
+            "path": str(parent.path.resolve()), "run_id": parent.release.identity.run_id,
+            "family": parent.config.family, "dataset": Path(parent.config.dataset).name,
+            "weights_sha256": parent.release.weights_sha256}
 
 
 def load(path: str | Path) -> Run:
@@ -148,5 +178,5 @@ def plot_losses(run_dir: Path, *, unit: str = "token") -> Path | None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    atomic_write_bytes(run_dir / "loss.png", buf.getvalue())
-    return run_dir / "loss.png"
+    atomic_write_bytes(run_dir / LOSS_PLOT, buf.getvalue())
+    return run_dir / LOSS_PLOT

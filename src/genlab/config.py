@@ -51,6 +51,7 @@ class TrainConfig:
     eval_batches: int = 20  # batches per validation estimate
     checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
     sample_every: int = 0  # steps between preview samples in samples/ (0 = at each validation)
+    keep_best: bool = False  # keep the weights of the best validation point in model.safetensors (the checkpoint keeps the last, for resume)
 
     def validate(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum", "log_every", "eval_batches", "checkpoint_every"):

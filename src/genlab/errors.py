@@ -7,3 +7,19 @@ The CLI prints its message on one line and exits with code 2, without a tracebac
 
 class GenlabError(ValueError):
     """Bad input: the message says what is wrong and what to do."""
+
+
+class BadArgument(GenlabError):
+    """A bad value for one argument, or an argument that does not apply (a sampling option, say).
+
+    ``param`` names it as the Python API spells it (``max_new_tokens``); the command line shows it as its flag
+    (``--max-new-tokens``), the HTTP API as OpenAI's error ``param``.
+    """
+
+    def __init__(self, param: str, problem: str) -> None:
+        super().__init__(f"{param} {problem}")
+        self.param, self.problem = param, problem
+
+    def flag(self) -> str:
+        """The message with the argument as a command-line flag."""
+        return f"--{self.param.replace('_', '-')} {self.problem}"

@@ -15,6 +15,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
+def write_plain(path: Path, data: bytes) -> Path:
+    """A ``Writer`` that writes unsigned: ``data`` to ``path``, atomically; returns the path."""
+    atomic_write_bytes(path, data)
+    return path
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)`` on a temporary path in the same folder, fsync it, then rename it onto ``path``."""
     path = Path(path)

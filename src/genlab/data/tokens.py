@@ -102,6 +102,11 @@ class TextData:
         xy = torch.from_numpy(np.stack([arr[i : i + T + 1].astype(np.int64) for i in starts]))  # (B, T+1)
         return xy[:, :-1], xy[:, 1:]
 
+    @staticmethod
+    def units(batch: tuple[torch.Tensor, torch.Tensor]) -> int:
+        """Tokens in a batch (what throughput counts)."""
+        return batch[0].numel()
+
     def blocks(self, split: str, batch_size: int, max_tokens: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Consecutive non-overlapping blocks covering the split (or its first max_tokens), for evaluation."""
         arr, T = self.arrays[split], self.block_size
@@ -129,30 +134,6 @@ class TextDataConfig:
             raise ValueError(f"data.vocab_size must be between 257 and 1048576, got {self.vocab_size}")
         if not 0 < self.val_fraction < 0.5:
             raise ValueError(f"data.val_fraction must be in (0, 0.5), got {self.val_fraction}")
-
-
-class TextModality:
-    """The data hooks every text family shares; a family mixes it in: ``class GPT(TextModality, Family)``."""
-
-    modality = "text"
-    unit = "tok"  # throughput counts tokens
-
-    @staticmethod
-    def data_config_class() -> type:
-        return TextDataConfig
-
-    @staticmethod
-    def prepare_data(source, data_config: TextDataConfig, folder: Path) -> TextData:
-        return prepare_text(source, data_config, folder)
-
-    @staticmethod
-    def load_data(data_config: TextDataConfig, folder: Path) -> TextData:
-        from genlab.data.tokenizers import load_tokenizer
-
-        return TextData(load_tokenizer(folder.parent / "tokenizer.json"), folder)  # the run's tokenizer
-
-    def batch_units(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
-        return batch[0].numel()
 
 
 def prepare_text(corpus, cfg: TextDataConfig, folder: Path) -> TextData:

@@ -23,11 +23,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from genlab.data.text import MIN_DOCS_FOR_DOC_SPLIT, _split_lines
-from genlab.errors import GenlabError
+from genlab.errors import BadArgument, GenlabError
 from genlab.evaluate.text import evaluate_lm
+from genlab.nets import eval_mode
 from genlab.sample.code import NO_REPEAT_NGRAM, close_and_parse, complete, pass_line
 
 MIN_LINES, MAX_LINES = 3, 40  # function sizes mined
@@ -44,9 +43,7 @@ class Case:
 
 def held_out_sources(run: Any) -> list[tuple[str, int]]:
     """(document text, 0-based first held-out line) for each held-out document of the run's corpus."""
-    from genlab.data import resolve
-
-    corpus = resolve(run.config.dataset, "text")
+    corpus = run.modality.resolve(run.config.dataset)
     fraction = run.config.data.val_fraction
     if len(corpus.files) >= MIN_DOCS_FOR_DOC_SPLIT:
         return [(text, 0) for text in corpus.split(fraction)[1]]
@@ -98,18 +95,15 @@ def sample_cases(sources: list[tuple[str, int]], n: int, seed: int) -> list[Case
     return cases
 
 
-@torch.no_grad()
 def next_token_accuracy(model: Any, data: Any, *, batch_size: int = 16, max_tokens: int = 0) -> float:
     """Share of validation tokens that are the model's most likely next token (blocks as in ``evaluate_lm``)."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     hits, count = 0, 0
-    for x, y in data.blocks("val", batch_size, max_tokens):
-        pred = model(input_ids=x.to(device)).logits.argmax(-1)  # (B, T)
-        hits += int((pred == y.to(device)).sum())
-        count += y.numel()
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in data.blocks("val", batch_size, max_tokens):
+            pred = model(input_ids=x.to(device)).logits.argmax(-1)  # (B, T)
+            hits += int((pred == y.to(device)).sum())
+            count += y.numel()
     return hits / max(count, 1)
 
 
@@ -129,7 +123,7 @@ def code_report(
     measure the model itself (the watermark shifts greedy choices).
     """
     if n < 1:
-        raise GenlabError(f"--n must be at least 1, got {n}")
+        raise BadArgument("n", f"must be at least 1, got {n}")
     cases = sample_cases(held_out_sources(run), n, seed)
     if not cases:
         raise GenlabError(f"no functions of {MIN_LINES}-{MAX_LINES} lines in {run.config.dataset}'s held-out split")

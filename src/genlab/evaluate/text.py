@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 
-import torch
 import torch.nn.functional as F
+
+from genlab.nets import eval_mode
 
 
 def perplexity(loss_nats: float) -> float:
@@ -23,18 +24,15 @@ def bits_per_char(loss_nats_per_token: float, chars_per_token: float) -> float:
     return loss_nats_per_token / (chars_per_token * math.log(2))
 
 
-@torch.no_grad()
 def evaluate_lm(model, data, *, batch_size: int = 16, max_tokens: int = 0) -> dict[str, float]:
     """Evaluate a causal LM (``model(input_ids=x).logits``) on ``data``'s validation split, in fp32."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for x, y in data.blocks("val", batch_size, max_tokens):
-        logits = model(input_ids=x.to(device)).logits  # (B, T, V)
-        total += float(F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(), reduction="sum"))
-        count += y.numel()
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in data.blocks("val", batch_size, max_tokens):
+            logits = model(input_ids=x.to(device)).logits  # (B, T, V)
+            total += float(F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(), reduction="sum"))
+            count += y.numel()
     loss = total / count
     return {
         "val_loss": loss,

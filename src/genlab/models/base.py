@@ -1,72 +1,76 @@
 """The family contract: what every model family provides, and the template methods built on it.
 
-A family is one file in ``models/`` with a ``Family`` subclass and a registry entry. It says how to build its
-networks, how one training step goes (a ``loss`` for a family with one optimizer, or a list of ``Phase``s:
-discriminator then generator for a GAN), what to do after each step (an EMA update for diffusion), how to measure
-validation loss and how to sample. The one training loop (``train/loop.py``) does the rest: optimizers, precision, accumulation,
-clipping, schedules, checkpoints, resume, logging.
+A family is one file in ``models/`` with a ``Family`` subclass, named in ``genlab.registry.FAMILIES``. It names its
+modality (``modality = "text"``: the plugin that owns its data, outputs, watermark, audit and card text), says how
+to build its networks, how one training step goes (a ``loss`` for a family with one optimizer, or a list of
+``Phase``s: discriminator then generator for a GAN), what to do after each step (an EMA update for diffusion), how
+to measure validation loss and how to sample. The one training loop (``train/loop.py``) does the rest.
 
-Usage follows scikit-learn: construct (stores the config), ``fit(data) -> self``, ``sample(n, *, seed=None)``.
-Learned state ends in ``_``.
+Hooks for families that need more: ``optimizers`` (make your own, e.g. DP-SGD), ``wrap`` (train a wrapped
+network, e.g. Opacus' GradSampleModule; saved names stay the inner network's), ``frozen_`` (networks used but never
+optimized or saved: a teacher, the base of an adapter), ``iterative = False`` with ``solve`` (a closed-form fit: no
+gradient steps), ``parent`` (the run a family builds on: fine-tuning, distillation).
+
+Usage follows scikit-learn: construct (stores the config), ``fit(data) -> self``, ``sample(n, *, seed=None,
+**options) -> Outputs``. Learned state ends in ``_``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from genlab import registry
 from genlab.errors import GenlabError
 from genlab.files import atomic_write, atomic_write_bytes
+from genlab.runfiles import CONFIG_JSON, MODEL_FILE, TOKENIZER_FILE
+from genlab.train.hooks import Phase, unwrap
 from genlab.version import genlab_version
 
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One optimizer update inside a training step."""
-
-    optimizer: str  # name of the optimizer this phase steps (a key of Family.param_groups())
-    loss: Callable[[Any], tuple[torch.Tensor, dict[str, Any]]]  # batch -> (loss, metrics: floats or 0-d tensors)
-    batch_size: int | None = None  # examples per micro-batch (None = train.batch_size)
-    counts_units: bool = True  # count its examples in throughput (False for a GAN's generator phase)
+CONFIG_FILE = CONFIG_JSON  # the name older code imports
 
 
 class Family:
     """Base class of every model family."""
 
     name: ClassVar[str]  # registry name, e.g. "gpt"
-    modality: ClassVar[str]  # data modality, e.g. "text"
+    modality: ClassVar[str]  # registry name of its modality, e.g. "text"
     Config: ClassVar[type]  # the family's config dataclass
-    unit: ClassVar[str] = "ex"  # what throughput counts: "tok" for text, "img" for images
     train_defaults: ClassVar[dict[str, Any]] = {}  # the family's own [train] defaults, e.g. GAN betas
     generates: ClassVar[bool] = True  # makes new content through `sample` (bert only fills masks and embeds)
+    iterative: ClassVar[bool] = True  # trained by gradient steps; False: fitted once by `solve`
+    uses_parent: ClassVar[bool] = False  # builds on a parent run (fine-tuning, distillation): `train(parent=RUN)`
+    parent_relation: ClassVar[str] = "made from"  # how a model card names the relation, e.g. "distilled from"
+    example: ClassVar[dict[str, Any]] = {}  # its smallest run: {"data": dataset, "set": [overrides]} (tests, docs)
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, *, parent: Any = None) -> None:
         self.config = config
+        self.parent = parent  # the loaded run this one builds on (fine-tuning, distillation), or None
+
+    @property
+    def unit(self) -> str:
+        """What training throughput counts (the modality's unit: "tok", "img")."""
+        return registry.get_modality(self.modality).unit
 
     # -- data -----------------------------------------------------------------------------------------------------
-    @staticmethod
-    def data_config_class() -> type:
-        raise NotImplementedError
+    @classmethod
+    def data_config_class(cls) -> type:
+        return registry.get_modality(cls.modality).DataConfig
 
-    @staticmethod
-    def prepare_data(source: Any, data_config: Any, folder: Path) -> Any:
-        """First use of a dataset: split it, fit its tokenizer or scaler, and cache it in ``folder``."""
-        raise NotImplementedError
+    @classmethod
+    def prepare_data(cls, source: Any, data_config: Any, folder: Path) -> Any:
+        """First use of a dataset: the modality's preparation (a family may add to it, as bert adds [MASK])."""
+        return registry.get_modality(cls.modality).prepare(source, data_config, folder)
 
-    @staticmethod
-    def load_data(data_config: Any, folder: Path) -> Any:
+    @classmethod
+    def load_data(cls, data_config: Any, folder: Path) -> Any:
         """Reopen what ``prepare_data`` cached."""
-        raise NotImplementedError
+        return registry.get_modality(cls.modality).load(data_config, folder)
 
     # -- networks -------------------------------------------------------------------------------------------------
     def build(self, data: Any, *, seed: int) -> None:
@@ -80,6 +84,19 @@ class Family:
     def param_groups(self, weight_decay: float) -> dict[str, list[dict[str, Any]]]:
         """Optimizer name -> AdamW parameter groups. Default: one optimizer, no decay on biases and norms."""
         return {"model": decay_groups(self.networks_["model"], weight_decay)}
+
+    def optimizers(self, train: Any, device: torch.device) -> dict[str, torch.optim.Optimizer]:
+        """Optimizer name -> optimizer; the loop sets each step's learning rate. Default: AdamW on ``param_groups``."""
+        fused = {"fused": True} if device.type in ("cpu", "cuda") else {}  # one kernel for all parameters: 5-10%
+        return {name: torch.optim.AdamW(groups, lr=train.lr, betas=(train.beta1, train.beta2), **fused)
+                for name, groups in self.param_groups(train.weight_decay).items()}
+
+    def wrap(self, name: str, net: torch.nn.Module) -> torch.nn.Module:
+        """The module the training steps run for network ``name`` (default: itself): e.g. Opacus' GradSampleModule.
+
+        Only the loss sees it; validation, previews, sampling and saving use the network itself, so saved names stay.
+        """
+        return net
 
     # -- training -------------------------------------------------------------------------------------------------
     def loss(self, batch: Any) -> torch.Tensor:
@@ -98,9 +115,9 @@ class Family:
     def after_step(self, step: int) -> None:
         """Called after every optimizer step (e.g. to update EMA weights)."""
 
-    def batch_units(self, batch: Any) -> int:
-        """How many ``unit``s a batch holds, for throughput."""
-        return len(batch[0])
+    def solve(self, data: Any) -> None:
+        """Fit in one go (families with ``iterative = False``): closed form, counts, no gradient steps."""
+        raise NotImplementedError
 
     @torch.no_grad()
     def validation_loss(self, batch: Any) -> float:
@@ -113,16 +130,26 @@ class Family:
     def preview(self, step: int, folder: Path) -> None:
         """Write a few samples to ``folder`` so the user can watch learning."""
 
-    def fit(self, data: Any, train: Any = None, *, run_dir: Path | None = None, progress: bool = False) -> Family:
-        """Train on ``data`` with the one training loop; returns self."""
+    def fit(self, data: Any, train: Any = None, *, run_dir: Path | None = None, progress: bool = False,
+            resume: bool = False, callbacks: Any = ()) -> Family:
+        """Train on ``data`` with the one training loop (or ``solve`` for a non-iterative family); returns self.
+
+        The loop's summary (steps, losses, time) is kept as ``fit_summary_``.
+        """
         from genlab.config import TrainConfig
         from genlab.train.loop import Trainer
 
         train = train or TrainConfig()
         if not hasattr(self, "networks_"):
             self.build(data, seed=train.seed)
-        Trainer(self, data, train, run_dir=run_dir, progress=progress).run()
+        trainer = Trainer(self, data, train, run_dir=run_dir, resume=resume, progress=progress, callbacks=callbacks)
+        self.fit_summary_ = trainer.run()
         return self
+
+    # -- sampling -------------------------------------------------------------------------------------------------
+    def sample(self, n: int = 1, *, seed: int | None = None, **options: Any) -> Any:
+        """``n`` outputs (the modality's ``Outputs``); the same seed gives the same outputs."""
+        raise GenlabError(f"the {self.name} family does not generate")
 
     # -- saving ---------------------------------------------------------------------------------------------------
     def extra_files(self, folder: Path) -> None:
@@ -130,7 +157,7 @@ class Family:
         Hugging Face ``tokenizers.Tokenizer``) saves it as ``tokenizer.json``."""
         tokenizer = getattr(self, "tokenizer_", None)
         if tokenizer is not None:
-            atomic_write_bytes(folder / "tokenizer.json", tokenizer.to_str().encode("utf-8"))
+            atomic_write_bytes(folder / TOKENIZER_FILE, tokenizer.to_str().encode("utf-8"))
 
     def save(self, folder: Path) -> None:
         """``config.json`` + ``model.safetensors`` (+ the family's extra files), each written atomically."""
@@ -138,11 +165,11 @@ class Family:
         tensors = {
             f"{name}.{k}": v.detach().cpu().contiguous().clone()
             for name, net in self.networks_.items()
-            for k, v in net.state_dict().items()
+            for k, v in unwrap(net).state_dict().items()
         }
         atomic_write(folder / MODEL_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
         info = {"genlab_version": genlab_version(), "architecture": self.architecture()}
-        atomic_write_bytes(folder / CONFIG_FILE, json.dumps(info, indent=2).encode())
+        atomic_write_bytes(folder / CONFIG_JSON, json.dumps(info, indent=2).encode())
         self.extra_files(folder)
 
     def load_weights(self, folder: Path) -> None:
@@ -155,18 +182,8 @@ class Family:
             raise GenlabError(f"{path} is truncated or corrupted ({e})") from None
         for name, net in self.networks_.items():
             prefix = f"{name}."
-            net.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+            unwrap(net).load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
             net.eval()
-
-
-def seeded_generator(seed: int | None) -> torch.Generator:
-    """A private CPU generator: seeded, or from OS entropy when seed is None (the global RNG is never touched)."""
-    g = torch.Generator()
-    if seed is None:
-        g.seed()
-    else:
-        g.manual_seed(seed)
-    return g
 
 
 def decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

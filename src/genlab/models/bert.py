@@ -29,13 +29,14 @@ from tokenizers import AddedToken, Tokenizer
 from transformers import BertConfig, BertForMaskedLM
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from genlab.data.tokens import TextData, TextDataConfig, TextModality, prepare_text
-from genlab.errors import GenlabError
+from genlab.data.tokens import TextData, TextDataConfig, prepare_text
+from genlab.errors import BadArgument, GenlabError
 from genlab.files import atomic_write_bytes
 from genlab.models.base import Family
 from genlab.models.gpt import (
     TRAIN_ATTENTION,  # importing gpt registers the CPU-friendly attention
 )
+from genlab.nets import eval_mode, n_params
 
 # transformers builds padding masks only for attention it knows; the genlab attention is SDPA, so it takes SDPA's
 # masks (without this, embed()'s padding mask would be dropped). Inputs with no padding still get no mask at all.
@@ -113,11 +114,15 @@ def mask_tokens(x: torch.Tensor, *, mask_id: int, n_regular: int, mask_prob: flo
     return inputs, labels
 
 
-class BERT(TextModality, Family):
+class BERT(Family):
     name = "bert"
+    modality = "text"
     hf_auto_class = "AutoModelForMaskedLM"  # what loads its export_hf folder
     Config = BERTConfig
     generates: ClassVar[bool] = False  # fills masks and embeds; `sample` is refused
+    example: ClassVar[dict[str, Any]] = {"set": ["model.n_layer=1", "model.n_head=2", "model.n_embd=32",
+                                                 "model.block_size=32", "train.batch_size=8", "train.lr=3e-3",
+                                                 "train.warmup_steps=5"]}
 
     # -- data -----------------------------------------------------------------------------------------------------
     @staticmethod
@@ -200,12 +205,12 @@ class BERT(TextModality, Family):
         from genlab.evaluate.mlm import masked_accuracy, pseudo_perplexity
         from genlab.evaluate.text import unigram_entropy
 
-        with self._eval_mode():
+        with eval_mode(self.model_):
             report: dict[str, Any] = masked_accuracy(self._score, data, mask_id=self.mask_id_,
                                                      mask_prob=self.config.mask_prob, batch_size=batch_size,
                                                      max_tokens=max_tokens)
             report.update(pseudo_perplexity(self._score, data, mask_id=self.mask_id_, max_tokens=pppl_tokens))
-        return {**report, "unigram_entropy": unigram_entropy(data), "n_params": self.n_params}
+        return {**report, "unigram_entropy": unigram_entropy(data), "n_params": n_params(self.model_)}
 
     # -- using the model ------------------------------------------------------------------------------------------
     def sample(self, n: int = 1, **kwargs: Any) -> Any:
@@ -222,14 +227,14 @@ class BERT(TextModality, Family):
     def fill(self, text: str, *, top_k: int = 5) -> list[list[tuple[str, float]]]:
         """For each ``[MASK]`` in ``text``, in order: the ``top_k`` most likely tokens and their probabilities."""
         if top_k < 1:
-            raise GenlabError(f"--top-k must be at least 1, got {top_k}")
+            raise BadArgument("top_k", f"must be at least 1, got {top_k}")
         if MASK not in text:
             raise GenlabError(f"the text has no {MASK}; write {MASK} where a token is missing")
         if not text.replace(MASK, "").strip():
             raise GenlabError(f"the text is only {MASK}s; give some context around them")
         x = torch.tensor([self.encode(text)])  # (1, T)
         where = (x == self.mask_id_).nonzero(as_tuple=True)  # (M,), (M,)
-        with self._eval_mode():
+        with eval_mode(self.model_):
             logits = self._score(x, where).float().cpu()  # (M, V)
         logits[:, [self.mask_id_, self.pad_id_]] = float("-inf")  # never a filler
         probs = logits.softmax(-1)  # (M, V)
@@ -251,7 +256,7 @@ class BERT(TextModality, Family):
             rows.append(ids)
         device = next(self.model_.parameters()).device
         out = np.zeros((len(rows), self.config.n_embd), dtype=np.float32)
-        with self._eval_mode():
+        with eval_mode(self.model_):
             for b0 in range(0, len(rows), batch_size):
                 chunk = rows[b0 : b0 + batch_size]
                 T = max(len(r) for r in chunk)
@@ -261,9 +266,6 @@ class BERT(TextModality, Family):
                 pooled = (hidden * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True)  # (B, H)
                 out[b0 : b0 + len(chunk)] = pooled.cpu().numpy()
         return out
-
-    def _eval_mode(self) -> _EvalMode:
-        return _EvalMode(self.model_)
 
     # -- saving ---------------------------------------------------------------------------------------------------
     def export_hf(self, folder: Path) -> None:
@@ -277,20 +279,3 @@ class BERT(TextModality, Family):
                                       eos_token="<|endoftext|>")
         tok.model_max_length = self.config.block_size
         tok.save_pretrained(folder)
-
-    @property
-    def n_params(self) -> int:
-        return sum(p.numel() for p in self.model_.parameters())
-
-
-class _EvalMode:
-    """Dropout off inside the block; the network's former mode restored after it."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model, self.was_training = model, model.training
-
-    def __enter__(self) -> None:
-        self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.train(self.was_training)

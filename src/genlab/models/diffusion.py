@@ -13,7 +13,6 @@ label by it with probability ``model.label_dropout``, so sampling can use classi
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -22,9 +21,11 @@ import numpy as np
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler, UNet2DModel
 
-from genlab.data.images import ImageData, ImageModality, fit_image, from_unit
-from genlab.errors import GenlabError
-from genlab.models.base import Family, Phase, decay_groups, seeded_generator
+from genlab.data.images import ImageData, fit_image, from_unit
+from genlab.errors import BadArgument, GenlabError
+from genlab.modalities.image import Images, Interpolation, check_count, check_strength, class_labels
+from genlab.models.base import Family, Phase, decay_groups
+from genlab.nets import eval_mode, n_params, seeded_generator, slerp
 
 VAL_SEED = 2024  # timesteps and noise of the validation loss: the same at every evaluation
 PREVIEW_SEED = 0  # the preview grids share their noise, so successive grids show the same samples improving
@@ -71,9 +72,13 @@ class DiffusionConfig:
                              f"got {self.sample_steps}")
 
 
-class Diffusion(ImageModality, Family):
+class Diffusion(Family):
     name = "diffusion"
+    modality = "image"
     Config = DiffusionConfig
+    example: ClassVar[dict[str, Any]] = {"set": ["model.channels=[8, 16]", "model.timesteps=100",
+                                                 "model.sample_steps=5", "train.batch_size=16",
+                                                 "train.warmup_steps=5"]}
     train_defaults: ClassVar[dict[str, Any]] = {
         "lr": 2e-3, "min_lr": 1e-4, "weight_decay": 0.0, "batch_size": 64, "max_steps": 2000, "warmup_steps": 100,
         "eval_every": 500, "eval_batches": 10,
@@ -197,34 +202,32 @@ class Diffusion(ImageModality, Family):
         report = image_report(self, data, **kwargs)
         device = next(self.networks_["ema"].parameters()).device
         x, y = data.x["val"].to(device), data.y["val"].to(device)
-        with _eval_mode(self.networks_["ema"]):
+        with eval_mode(self.networks_["ema"]):
             mses = [self.validation_loss((x[i : i + 256], y[i : i + 256])) * len(x[i : i + 256])
                     for i in range(0, len(x), 256)]
-        n_params = sum(p.numel() for p in self.networks_["unet"].parameters())
         guidance = self._guidance(None, self._labels(1, None, cycle=True))
-        return {**report, "val_noise_mse": sum(mses) / len(x), "n_params": n_params,
+        return {**report, "val_noise_mse": sum(mses) / len(x), "n_params": n_params(self.networks_["unet"]),
                 "sampler": f"ddim, {self.config.sample_steps} steps, guidance {guidance}"}
 
     # -- sampling -------------------------------------------------------------------------------------------------
-    def sample(self, n: int = 1, *, label: int | None = None, seed: int | None = None, sampler: str = "ddim",
-               steps: int | None = None, guidance: float | None = None) -> np.ndarray:
+    def sample(self, n: int = 1, *, seed: int | None = None, label: int | None = None, sampler: str = "ddim",
+               steps: int | None = None, guidance: float | None = None) -> Images:
         """``n`` images as uint8 (n, C, H, W); the same seed gives the same images.
 
         ``sampler``: "ddim" (deterministic; ``steps`` defaults to ``model.sample_steps``) or "ddpm" (stochastic;
         ``steps`` defaults to all T). ``label``: one class for every image; None cycles 0..K-1 on a conditional
         model. ``guidance``: classifier-free guidance scale (conditional models; default ``model.guidance``).
         """
-        if n < 1:
-            raise GenlabError(f"--n must be at least 1, got {n}")
+        check_count("n", n)
         labels = self._labels(n, label, cycle=True)
         scale = self._guidance(guidance, labels)
         scheduler = self._scheduler(sampler, steps)
         g = seeded_generator(seed)
         x = torch.randn((n, *self.shape_), generator=g)  # (n, C, H, W) x_T ~ N(0, I)
-        return from_unit(self._denoise(x, labels, scheduler, scale, g))
+        return Images(from_unit(self._denoise(x, labels, scheduler, scale, g)))
 
     def vary(self, image: np.ndarray, n: int, *, strength: float, seed: int | None = None, label: int | None = None,
-             steps: int | None = None) -> np.ndarray:
+             steps: int | None = None) -> Images:
         """Variations of ``image`` (uint8 (C, H, W)): noise it to t = strength * T, then denoise with DDIM.
 
         DDIM runs the part of its ``steps``-step schedule (default ``model.sample_steps``) below t, so strength 0.5
@@ -232,13 +235,11 @@ class Diffusion(ImageModality, Family):
         to a square and resized to the model's size when it differs. A conditional model uses ``label`` (default:
         the null class, unguided).
         """
-        if n < 1:
-            raise GenlabError(f"--n must be at least 1, got {n}")
-        if not 0 <= strength <= 1:
-            raise GenlabError(f"--strength must be in [0, 1], got {strength}")
+        check_count("n", n)
+        check_strength(strength)
         x0 = self._fit_image(image)  # (1, C, H, W)
         if strength == 0:
-            return from_unit(x0.expand(n, -1, -1, -1))
+            return Images(from_unit(x0.expand(n, -1, -1, -1)))
         labels = self._labels(n, label, cycle=False)
         scale = self._guidance(None, labels) if label is not None else 1.0
         scheduler = self._scheduler("ddim", steps)
@@ -249,10 +250,10 @@ class Diffusion(ImageModality, Family):
         noise = torch.randn((n, *self.shape_), generator=g)  # (n, C, H, W) a different noise per variation
         t = scheduler.timesteps[:1].expand(n)
         x = self.noise_.add_noise(x0.expand(n, -1, -1, -1), noise, t)  # (n, C, H, W) x_t
-        return from_unit(self._denoise(x, labels, scheduler, scale, g))
+        return Images(from_unit(self._denoise(x, labels, scheduler, scale, g)))
 
     def interpolate(self, steps: int, *, seed: int | None = None, images: list[np.ndarray] | None = None,
-                    label: int | None = None, ddim_steps: int | None = None) -> np.ndarray:
+                    label: int | None = None, ddim_steps: int | None = None) -> Interpolation:
         """``steps`` frames as uint8 (steps, C, H, W) along a slerp between two noises, decoded by DDIM (eta = 0).
 
         Random ends: two Gaussian x_T drawn with ``seed``. Given ``images`` (two uint8 (C, H, W), resized like
@@ -260,8 +261,7 @@ class Diffusion(ImageModality, Family):
         without clipping), so the end frames reconstruct the images. A conditional model uses ``label`` for every
         frame (default: the null class).
         """
-        if steps < 2:
-            raise GenlabError(f"--steps must be at least 2, got {steps}")
+        check_count("steps", steps, 2)
         labels = self._labels(2, label, cycle=False)
         g = seeded_generator(seed)
         if images is None:
@@ -276,10 +276,10 @@ class Diffusion(ImageModality, Family):
             x0 = torch.cat([self._fit_image(im) for im in images])  # (2, C, H, W)
             z = self._denoise(x0, labels, self._inverse_scheduler(ddim_steps), 1.0, g, clamp=False)
         w = torch.linspace(0, 1, steps)
-        frames = _slerp(z[0], z[1], w)  # (steps, C, H, W)
+        frames = slerp(z[0], z[1], w)  # (steps, C, H, W)
         frame_labels = labels[:1].expand(steps) if labels is not None else None
         decoder = self._scheduler("ddim", ddim_steps, clip=images is None)
-        return from_unit(self._denoise(frames, frame_labels, decoder, scale, g))
+        return Interpolation(from_unit(self._denoise(frames, frame_labels, decoder, scale, g)))
 
     # -- sampling helpers -----------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -290,7 +290,7 @@ class Diffusion(ImageModality, Family):
         device = next(net.parameters()).device
         step_args = {"generator": generator} if isinstance(scheduler, (DDPMScheduler, DDIMScheduler)) else {}
         out = []
-        with _eval_mode(net):
+        with eval_mode(net):
             for i in range(0, len(x), SAMPLE_BATCH):
                 xs = x[i : i + SAMPLE_BATCH].to(device)  # (b, C, H, W)
                 ls = labels[i : i + SAMPLE_BATCH].to(device) if labels is not None else None
@@ -312,11 +312,11 @@ class Diffusion(ImageModality, Family):
 
     def _scheduler(self, sampler: str, steps: int | None, *, clip: bool = True) -> DDPMScheduler | DDIMScheduler:
         if sampler not in ("ddim", "ddpm"):
-            raise GenlabError(f"--sampler must be ddim or ddpm, got {sampler!r}")
+            raise BadArgument("sampler", f"must be ddim or ddpm, got {sampler!r}")
         if steps is None:
             steps = self.config.sample_steps if sampler == "ddim" else self.config.timesteps
         if not 1 <= steps <= self.config.timesteps:
-            raise GenlabError(f"--steps must be between 1 and {self.config.timesteps}, got {steps}")
+            raise BadArgument("steps", f"must be between 1 and {self.config.timesteps}, got {steps}")
         scheduler = (DDIMScheduler if sampler == "ddim" else DDPMScheduler)(**self._betas(clip=clip))
         scheduler.set_timesteps(steps)
         return scheduler
@@ -324,7 +324,7 @@ class Diffusion(ImageModality, Family):
     def _inverse_scheduler(self, steps: int | None) -> DDIMInverseScheduler:
         steps = steps if steps is not None else self.config.sample_steps
         if not 1 <= steps <= self.config.timesteps:
-            raise GenlabError(f"ddim_steps must be between 1 and {self.config.timesteps}, got {steps}")
+            raise BadArgument("ddim_steps", f"must be between 1 and {self.config.timesteps}, got {steps}")
         scheduler = DDIMInverseScheduler(**self._betas(clip=False))
         scheduler.set_timesteps(steps)
         return scheduler
@@ -332,31 +332,22 @@ class Diffusion(ImageModality, Family):
     def _labels(self, n: int, label: int | None, *, cycle: bool) -> torch.Tensor | None:
         """(n,) class labels for a conditional model: ``label``, 0..K-1 in turn (cycle), or the null class K."""
         k = self.num_classes_
-        if label is not None and not k:
-            raise GenlabError("--label needs a class-conditional model; this one was trained without labels "
-                              "(model.conditional=false)")
-        if label is not None and not 0 <= label < k:
-            raise GenlabError(f"--label {label} is out of range: this model's classes are 0 to {k - 1}")
-        if not k:
-            return None
-        if label is not None:
-            return torch.full((n,), label, dtype=torch.long)
-        if cycle:
-            return torch.arange(n) % k
+        if label is not None or cycle or not k:
+            return class_labels(n, label, k)
         if not self.config.label_dropout:
-            raise GenlabError("this conditional model was trained without label dropout, so it has no "
-                              "unconditional mode; give a label")
+            raise BadArgument("label", "is needed: this conditional model was trained without label dropout, so it "
+                                       "has no unconditional mode")
         return torch.full((n,), k, dtype=torch.long)
 
     def _guidance(self, guidance: float | None, labels: torch.Tensor | None) -> float:
         if guidance is None:
             return self.config.guidance if labels is not None and self.config.label_dropout else 1.0
         if labels is None and guidance != 1:
-            raise GenlabError("guidance needs a class-conditional model; this one is unconditional")
+            raise BadArgument("guidance", "needs a class-conditional model; this one is unconditional")
         if guidance != 1 and not self.config.label_dropout:
-            raise GenlabError("guidance needs a model trained with model.label_dropout > 0; use guidance=1")
+            raise BadArgument("guidance", "needs a model trained with model.label_dropout > 0; use guidance=1")
         if not guidance >= 0:
-            raise GenlabError(f"guidance must be 0 or more, got {guidance}")
+            raise BadArgument("guidance", f"must be 0 or more, got {guidance}")
         return float(guidance)
 
     def _fit_image(self, image: np.ndarray) -> torch.Tensor:
@@ -372,26 +363,4 @@ def _channels_last(module: torch.nn.Module, args: tuple) -> tuple:
     """
     return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
 
-
-
-def _slerp(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation between a and b (any shape) at weights w (S,) -> (S, *a.shape)."""
-    cos = torch.dot(a.flatten(), b.flatten()) / (a.norm() * b.norm())
-    omega = torch.arccos(cos.clamp(-1, 1))
-    shape = (-1,) + (1,) * a.dim()
-    if omega.abs() < 1e-4:  # (nearly) parallel: a straight line is the same path
-        return torch.lerp(a[None], b[None], w.view(shape))
-    wa = (torch.sin((1 - w) * omega) / torch.sin(omega)).view(shape)
-    wb = (torch.sin(w * omega) / torch.sin(omega)).view(shape)
-    return wa * a + wb * b
-
-
-@contextmanager
-def _eval_mode(net: torch.nn.Module):
-    was_training = net.training
-    net.eval()
-    try:
-        yield
-    finally:
-        net.train(was_training)
 

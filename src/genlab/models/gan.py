@@ -26,9 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.data.images import ImageData, ImageModality, from_unit
+from genlab.data.images import ImageData, from_unit
 from genlab.errors import GenlabError
-from genlab.models.base import Family, Phase, decay_groups, seeded_generator
+from genlab.modalities.image import Images, Interpolation, check_count, class_labels
+from genlab.models.base import Family, Phase, decay_groups
+from genlab.nets import eval_mode, n_params, seeded_generator, slerp
 
 NO_IMAGES = "the gan family cannot encode an image; use vae or diffusion"
 
@@ -123,17 +125,8 @@ def _dcgan_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation from a to b (D,) at fractions t (T,) -> (T, D): Gaussian latents keep a typical norm."""
-    omega = torch.arccos(torch.clamp(F.cosine_similarity(a, b, dim=0), -1.0, 1.0))
-    if omega.abs() < 1e-4:  # (nearly) parallel: the straight line is the same path
-        return torch.lerp(a[None], b[None], t[:, None])
-    t = t[:, None]
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
-
-
 # -- the family -------------------------------------------------------------------------------------------------
-class GAN(ImageModality, Family):
+class GAN(Family):
     """Generative adversarial network on images. Example::
 
         run = genlab.train("gan", "mnist", config_file="configs/gan-mnist.toml")
@@ -142,7 +135,9 @@ class GAN(ImageModality, Family):
     """
 
     name = "gan"
+    modality = "image"
     Config = GANConfig
+    example = {"set": ["model.z_dim=16", "model.width=8", "train.batch_size=32", "train.warmup_steps=5"]}
     train_defaults = {"lr": 2e-4, "min_lr": 2e-5, "beta1": 0.5, "beta2": 0.999, "weight_decay": 0.0,
                       "grad_clip": 0.0, "warmup_steps": 20, "batch_size": 64, "max_steps": 3000,
                       "eval_every": 500, "eval_batches": 10}
@@ -283,23 +278,16 @@ class GAN(ImageModality, Family):
 
         report = image_report(self, data, **kwargs)
         return {**report, "discriminator_val_loss": self._discriminator_val_loss(data),
-                "n_params_generator": _n_params(self.generator_),
-                "n_params_discriminator": _n_params(self.discriminator_)}
+                "n_params_generator": n_params(self.generator_),
+                "n_params_discriminator": n_params(self.discriminator_)}
 
     def _discriminator_val_loss(self, data: ImageData, batch_size: int = 256) -> float:
         """``validation_loss`` over the whole held-out split."""
-        nets = list(self.networks_.values())
-        modes = [n.training for n in nets]
-        for n in nets:
-            n.eval()
-        try:
+        with eval_mode(*self.networks_.values()):
             device = next(self.generator_.parameters()).device
             x, y = data.x["val"], data.y["val"]
             losses = [self.validation_loss((x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)))
                       * len(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        finally:
-            for n, m in zip(nets, modes):
-                n.train(m)
         return sum(losses) / len(x)
 
     def preview(self, step: int, folder: Path) -> None:
@@ -310,49 +298,32 @@ class GAN(ImageModality, Family):
         save_grid(self.sample(64, seed=0), folder / f"step-{step}.png", nrow=nrow)
 
     # -- sampling -------------------------------------------------------------------------------------------------
-    def _labels(self, n: int, label: int | None) -> torch.Tensor | None:
-        """(n,) class indices: ``label`` for all, or 0..K-1 cycled (balanced classes); None when unconditional."""
-        if label is None:
-            return torch.arange(n) % self.num_classes_ if self.num_classes_ else None
-        if not self.num_classes_:
-            raise GenlabError("--label needs a class-conditional model; this one has model.conditional=false")
-        if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < self.num_classes_:
-            raise GenlabError(f"--label {label!r} is out of range; classes are 0 to {self.num_classes_ - 1}")
-        return torch.full((n,), int(label), dtype=torch.long)
-
     @torch.no_grad()
     def _generate(self, z: torch.Tensor, y: torch.Tensor | None = None, emb: torch.Tensor | None = None,
                   batch_size: int = 256) -> np.ndarray:
         """z (N, z_dim) -> uint8 (N, C, H, W), in eval mode and batches, restoring the sampler's mode."""
         net = self.sampler_
-        was_training = net.training
-        net.eval()
         device = next(net.parameters()).device
-        try:
-            out = []
+        out = []
+        with eval_mode(net):
             for i in range(0, len(z), batch_size):
                 part = slice(i, i + batch_size)
                 out.append(from_unit(net(z[part].to(device), None if y is None else y[part].to(device),
                                          None if emb is None else emb[part].to(device))))
-        finally:
-            net.train(was_training)
         return np.concatenate(out)
 
-    def sample(self, n: int = 1, *, label: int | None = None, seed: int | None = None, **options: Any) -> np.ndarray:
+    def sample(self, n: int = 1, *, seed: int | None = None, label: int | None = None) -> Images:
         """``n`` images as uint8 (n, C, H, W); the same seed gives the same images.
 
         ``label`` (conditional models) picks the class of every image; without it classes cycle 0..K-1.
         """
-        if options:
-            raise GenlabError(f"the gan family has no sampling option {', '.join(map(repr, options))}")
-        if n < 1:
-            raise GenlabError(f"--n must be at least 1, got {n}")
-        y = self._labels(n, label)
+        check_count("n", n)
+        y = class_labels(n, label, self.num_classes_)
         z = torch.randn(n, self.config.z_dim, generator=seeded_generator(seed))  # (n, z_dim)
-        return self._generate(z, y)
+        return Images(self._generate(z, y))
 
     def interpolate(self, steps: int, *, seed: int | None = None, images: Any = None,
-                    label: int | None = None) -> np.ndarray:
+                    label: int | None = None) -> Interpolation:
         """uint8 (steps, C, H, W): a spherical walk between two random z.
 
         Conditional models keep ``label`` fixed, or without it walk (linearly) between the label embeddings of
@@ -361,23 +332,18 @@ class GAN(ImageModality, Family):
         if images is not None:
             raise GenlabError("the gan family cannot encode images, so it cannot interpolate between given images; "
                               "leave them out to walk between two random samples (or use vae or diffusion)")
-        if steps < 2:
-            raise GenlabError(f"--steps must be at least 2, got {steps}")
+        check_count("steps", steps, 2)
         g = seeded_generator(seed)
         z0, z1 = torch.randn(2, self.config.z_dim, generator=g)  # (z_dim,) each
         t = torch.linspace(0, 1, steps)  # (steps,)
         z = slerp(z0, z1, t)  # (steps, z_dim)
         if not self.num_classes_:
-            self._labels(1, label)  # raises for a label on an unconditional model
-            return self._generate(z)
-        ends = self._labels(2, label) if label is not None else torch.randint(self.num_classes_, (2,), generator=g)
+            class_labels(1, label, 0)  # raises for a label on an unconditional model
+            return Interpolation(self._generate(z))
+        ends = class_labels(2, label, self.num_classes_) if label is not None else \
+            torch.randint(self.num_classes_, (2,), generator=g)
         e0, e1 = self.sampler_.embed.weight.detach().cpu()[ends]  # (embed_dim,) each
-        return self._generate(z, emb=torch.lerp(e0[None], e1[None], t[:, None]))  # (steps, C, H, W)
+        return Interpolation(self._generate(z, emb=torch.lerp(e0[None], e1[None], t[:, None])))  # (steps, C, H, W)
 
     def vary(self, image: Any, n: int = 8, *, strength: float = 0.5, seed: int | None = None) -> np.ndarray:
         raise GenlabError(NO_IMAGES)
-
-
-
-def _n_params(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())

@@ -16,10 +16,12 @@ from transformers import AttentionInterface, GPT2Config, GPT2LMHeadModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from genlab.data.tokenizers import eot_id
-from genlab.data.tokens import TextData, TextModality
+from genlab.data.tokens import TextData
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_bytes
+from genlab.modalities.text import Texts
 from genlab.models.base import Family
+from genlab.nets import eval_mode, n_params
 from genlab.sample.text import check_sampling, generate_ids
 
 
@@ -63,10 +65,13 @@ class GPTConfig:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
-class GPT(TextModality, Family):
+class GPT(Family):
     name = "gpt"
+    modality = "text"
     hf_auto_class = "AutoModelForCausalLM"  # what loads its export_hf folder
     Config = GPTConfig
+    example = {"set": ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=32",
+                       "train.batch_size=8", "train.lr=3e-3", "train.warmup_steps=5"]}
 
     # -- networks -------------------------------------------------------------------------------------------------
     def build(self, data: TextData, *, seed: int) -> None:
@@ -121,7 +126,7 @@ class GPT(TextModality, Family):
         from genlab.evaluate.text import evaluate_lm, unigram_entropy
 
         report = evaluate_lm(self.model_, data, batch_size=batch_size, max_tokens=max_tokens)
-        return {**report, "unigram_entropy": unigram_entropy(data), "n_params": self.n_params}
+        return {**report, "unigram_entropy": unigram_entropy(data), "n_params": n_params(self.model_)}
 
     # -- sampling -------------------------------------------------------------------------------------------------
     def encode_prompt(self, prompt: str) -> list[int]:
@@ -137,25 +142,23 @@ class GPT(TextModality, Family):
         self,
         n: int = 1,
         *,
+        seed: int | None = None,
         prompt: str = "",
         max_new_tokens: int = 200,
         temperature: float = 0.8,
         top_k: int | None = None,
         top_p: float | None = None,
-        seed: int | None = None,
         on_text: Any = None,
         logits_processor: Any = None,
-    ) -> list[str]:
+    ) -> Texts:
         """Generate ``n`` continuations of ``prompt``; the same seed gives the same text.
 
         ``on_text(piece)`` receives the first continuation as it is generated (for streaming);
         ``logits_processor(ids, logits)`` may reshape each step's logits (the run's watermark does).
         """
         check_sampling(n, max_new_tokens, temperature, top_k, top_p)
-        was_training = self.model_.training
-        self.model_.eval()
         stream = _Streamer(self.tokenizer_, on_text) if on_text else None
-        try:
+        with eval_mode(self.model_):
             ids = generate_ids(
                 self.model_,
                 self.encode_prompt(prompt),
@@ -169,9 +172,7 @@ class GPT(TextModality, Family):
                 on_token=stream.push if stream else None,
                 logits_processor=logits_processor,
             )
-        finally:
-            self.model_.train(was_training)
-        return [self.tokenizer_.decode(row) for row in ids]
+        return Texts([self.tokenizer_.decode(row) for row in ids], prompt=prompt)
 
     # -- saving ---------------------------------------------------------------------------------------------------
     def export_hf(self, folder: Path) -> None:
@@ -185,10 +186,6 @@ class GPT(TextModality, Family):
         tok = PreTrainedTokenizerFast(tokenizer_object=self.tokenizer_, bos_token=eot, eos_token=eot)
         tok.model_max_length = self.config.block_size
         tok.save_pretrained(folder)
-
-    @property
-    def n_params(self) -> int:
-        return sum(p.numel() for p in self.model_.parameters())
 
 
 class _Streamer:

@@ -17,17 +17,13 @@ import torch.nn.functional as F
 from transformers import LogitsProcessorList, T5ForConditionalGeneration
 from transformers import T5Config as HFT5Config
 
-from genlab.data.pairs import (
-    PAD,
-    PairsData,
-    PairsModality,
-    first_line,
-    name_as_sentence,
-)
+from genlab.data.pairs import PAD, PairsData, first_line, name_as_sentence
 from genlab.data.tokenizers import EOT
-from genlab.errors import GenlabError
+from genlab.errors import BadArgument
 from genlab.files import atomic_write_bytes
+from genlab.modalities.pairs import PairTexts
 from genlab.models.base import Family
+from genlab.nets import eval_mode, n_params
 from genlab.sample.text import check_sampling
 
 
@@ -56,11 +52,16 @@ class T5Config:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
-class T5(PairsModality, Family):
+class T5(Family):
     name = "t5"
+    modality = "pairs"
     hf_auto_class = "AutoModelForSeq2SeqLM"  # what loads its export_hf folder
     Config = T5Config
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 2e-3, "min_lr": 2e-4}  # a from-scratch T5 this small trains well at a higher rate
+    example: ClassVar[dict[str, Any]] = {"set": [
+        "model.n_layer=1", "model.n_decoder_layer=1", "model.n_head=2", "model.d_model=32", "model.d_kv=16",
+        "model.d_ff=64", "data.vocab_size=400", "data.max_source_tokens=64", "data.max_target_tokens=16",
+        "train.batch_size=8", "train.warmup_steps=5"]}
 
     # -- networks -------------------------------------------------------------------------------------------------
     def build(self, data: PairsData, *, seed: int) -> None:
@@ -151,7 +152,7 @@ class T5(PairsModality, Family):
             "baseline": {"name": data.baseline, **text_metrics([guess(s) for s in sources], refs)},
             "decoding": ("greedy" if beams == 1 else f"beam search, {beams} beams")
             + (f", no repeated {no_repeat_ngram}-grams" if no_repeat_ngram else ""),
-            "n_params": self.n_params,
+            "n_params": n_params(self.model_),
         }
 
     # -- sampling -------------------------------------------------------------------------------------------------
@@ -159,16 +160,16 @@ class T5(PairsModality, Family):
         self,
         n: int = 1,
         *,
-        source: str | list[str],
+        seed: int | None = None,
+        source: str | list[str] = (),
         beams: int = 1,
         temperature: float = 0.0,
         top_k: int | None = None,
         top_p: float | None = None,
         max_new_tokens: int = 64,
         no_repeat_ngram: int = 0,
-        seed: int | None = None,
         logits_processor: Any = None,
-    ) -> list[str]:
+    ) -> PairTexts:
         """``n`` targets for each source (in order): greedy at temperature 0 with one beam, beam search with
         ``beams`` > 1 (the ``n`` best beams), else sampling, the same seed giving the same text. The global RNG is
         left as it was. ``no_repeat_ngram`` > 0 forbids any n-gram of that many tokens to occur twice in an output
@@ -178,8 +179,8 @@ class T5(PairsModality, Family):
         _check(n, sources, beams, temperature, top_k, top_p, max_new_tokens, no_repeat_ngram)
         sampling = temperature > 0
         if not sampling and n > beams:
-            raise GenlabError(f"greedy and beam search give at most --beams outputs per source; got --n {n} with "
-                              f"--beams {beams} (raise --beams or sample with --temperature > 0)")
+            raise BadArgument("n", f"is {n}, but greedy and beam search give at most `beams` ({beams}) outputs per "
+                                   "source (raise beams, or sample with a temperature above 0)")
         enc = self.tokenizer_.encode_batch(sources)  # each ends in <|endoftext|>
         ids = [e.ids[: self.max_source_tokens_ - 1] + [self.eos_id_] if len(e.ids) > self.max_source_tokens_
                else e.ids for e in enc]
@@ -191,18 +192,14 @@ class T5(PairsModality, Family):
         if sampling:
             kwargs.update(temperature=temperature, top_k=top_k or 0, top_p=top_p or 1.0)
         processors = LogitsProcessorList([logits_processor] if logits_processor is not None else [])
-        was_training = self.model_.training
-        self.model_.eval()
         devices = [device.index or 0] if device.type == "cuda" else []
-        try:
-            with torch.no_grad(), torch.random.fork_rng(devices=devices):  # generate() samples from the global RNG
-                torch.manual_seed(seed if seed is not None else secrets.randbits(63))
-                out = self.model_.generate(input_ids=x, attention_mask=(x != self.pad_id_).long(),
-                                           logits_processor=processors,
-                                           generation_config=self._generation_config(**kwargs))  # (B*n, T)
-        finally:
-            self.model_.train(was_training)
-        return [self.tokenizer_.decode(row.tolist(), skip_special_tokens=True) for row in out]
+        with eval_mode(self.model_), torch.random.fork_rng(devices=devices):  # generate() samples from the global RNG
+            torch.manual_seed(seed if seed is not None else secrets.randbits(63))
+            out = self.model_.generate(input_ids=x, attention_mask=(x != self.pad_id_).long(),
+                                       logits_processor=processors,
+                                       generation_config=self._generation_config(**kwargs))  # (B*n, T)
+        return PairTexts([self.tokenizer_.decode(row.tolist(), skip_special_tokens=True) for row in out],
+                         sources=sources, n=n)
 
     def _generation_config(self, **kwargs: Any):
         from transformers import GenerationConfig
@@ -223,14 +220,10 @@ class T5(PairsModality, Family):
         tok.model_max_length = self.max_source_tokens_
         tok.save_pretrained(folder)
 
-    @property
-    def n_params(self) -> int:
-        return sum(p.numel() for p in self.model_.parameters())
-
 
 def _check(n, sources, beams, temperature, top_k, top_p, max_new_tokens, no_repeat_ngram) -> None:
     if not sources:
-        raise GenlabError("give at least one --source text")
+        raise BadArgument("source", "is missing: give at least one source text to transform")
     check_sampling(n, max_new_tokens, temperature, top_k, top_p, no_repeat_ngram)
     if beams < 1:
-        raise GenlabError(f"--beams must be at least 1, got {beams}")
+        raise BadArgument("beams", f"must be at least 1, got {beams}")

@@ -15,7 +15,6 @@ not binary draws.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.data.images import ImageData, ImageModality, fit_image, from_unit
+from genlab.data.images import ImageData, fit_image, from_unit
 from genlab.errors import GenlabError
-from genlab.models.base import Family, Phase, seeded_generator
+from genlab.modalities.image import Images, Interpolation, check_count, check_label, check_strength
+from genlab.models.base import Family, Phase
+from genlab.nets import eval_mode, seeded_generator, slerp
 
 LOG_2PI = math.log(2 * math.pi)
 VALIDATION_SEED = 0  # validation draws its latent noise from this fixed stream, so estimates are comparable
@@ -92,9 +93,12 @@ class VAENet(nn.Module):
         return self.decoder(h)[:, :, :height, :width].float()  # crop (B, C, 4 gh, 4 gw) -> (B, C, H, W)
 
 
-class VAE(ImageModality, Family):
+class VAE(Family):
     name = "vae"
+    modality = "image"
     Config = VAEConfig
+    example = {"set": ["model.latent_dim=8", "model.width=8", "model.hidden=32", "train.batch_size=32",
+                       "train.warmup_steps=5"]}
     train_defaults = {"lr": 2e-3, "min_lr": 2e-4, "weight_decay": 0.0, "batch_size": 64, "max_steps": 3000,
                       "warmup_steps": 100, "eval_every": 500, "eval_batches": 8}
 
@@ -186,7 +190,7 @@ class VAE(ImageModality, Family):
         x_all, y_all = data.x[split], data.y[split]  # (N, C, H, W), (N,)
         chunk = max(1, 2048 // k)  # images per pass: k * chunk decodes at once
         iwae, elbo, rec_sum, kl_sum = [], [], 0.0, 0.0
-        with self._evaluating():
+        with eval_mode(self.model_):
             device = next(self.model_.parameters()).device
             for i in range(0, len(x_all), chunk):
                 x, y = x_all[i : i + chunk].to(device), y_all[i : i + chunk].to(device)  # (b, C, H, W), (b,)
@@ -215,50 +219,30 @@ class VAE(ImageModality, Family):
                 "nll_pixel_baseline": float(baseline), "nll_lower_bound": float(entropy)}
 
     # -- sampling -------------------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _evaluating(self):
-        """Eval mode and no gradients, then the previous mode back."""
-        was_training = self.model_.training
-        self.model_.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            self.model_.train(was_training)
-
     def _decode_images(self, z: torch.Tensor, cond: torch.Tensor | None) -> np.ndarray:
         """z (N, D) on the CPU -> uint8 (N, C, H, W): the Bernoulli mean, in chunks."""
         device = next(self.model_.parameters()).device
         out = []
-        with self._evaluating():
+        with eval_mode(self.model_):
             for i in range(0, len(z), 256):
                 c = None if cond is None else cond[i : i + 256].to(device)
                 probs = torch.sigmoid(self.model_.decode(z[i : i + 256].to(device), c))  # (b, C, H, W) in [0, 1]
                 out.append(from_unit(probs * 2 - 1))
         return np.concatenate(out)
 
-    def _check_label(self, label: Any) -> None:
-        if label is None:
-            return
-        if not self.num_classes_:
-            raise GenlabError("--label works only with a class-conditional model; this one is not "
-                              "(train with model.conditional=true)")
-        if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < self.num_classes_:
-            raise GenlabError(f"--label must be a class from 0 to {self.num_classes_ - 1}, got {label}")
-
-    def sample(self, n: int = 1, *, label: int | None = None, seed: int | None = None) -> np.ndarray:
+    def sample(self, n: int = 1, *, seed: int | None = None, label: int | None = None) -> Images:
         """``n`` images, uint8 (n, C, H, W): z ~ N(0, I) decoded to the Bernoulli mean; the same seed, the same images.
 
         A conditional model makes class ``label``, or cycles through the classes 0..K-1 when it is None.
         """
-        _check_n(n)
-        self._check_label(label)
+        check_count("n", n)
+        check_label(label, self.num_classes_)
         g = seeded_generator(seed)
         z = torch.randn(n, self.config.latent_dim, generator=g)  # (n, D), drawn on the CPU: same on any device
         y = None
         if self.num_classes_:
             y = torch.full((n,), label) if label is not None else torch.arange(n) % self.num_classes_  # (n,)
-        return self._decode_images(z, self._cond(y))
+        return Images(self._decode_images(z, self._cond(y)))
 
     def _prepare(self, image: Any) -> torch.Tensor:
         """A user's uint8 image (C, H, W) -> (1, C, H, W) in [-1, 1], resized to the model's size if it differs."""
@@ -270,10 +254,10 @@ class VAE(ImageModality, Family):
         A conditional model without ``label`` takes the class under which the image is most likely (the largest
         ELBO at z = mean): the model classifies the image itself.
         """
-        self._check_label(label)
+        check_label(label, self.num_classes_)
         device = next(self.model_.parameters()).device
         x = self._prepare(image).to(device)  # (1, C, H, W)
-        with self._evaluating():
+        with eval_mode(self.model_):
             if self.num_classes_ and label is None:
                 k = self.num_classes_
                 ys = torch.arange(k, device=device)  # (K,): every class
@@ -286,7 +270,7 @@ class VAE(ImageModality, Family):
         return mu.cpu(), logvar.cpu(), None if cond is None else cond.cpu()
 
     def vary(self, image: Any, n: int = 8, *, strength: float = 0.5, seed: int | None = None,
-             label: int | None = None) -> np.ndarray:
+             label: int | None = None) -> Images:
         """``n`` variations of ``image`` (uint8 (C, H, W)), uint8 (n, C, H, W).
 
         Encodes the image to q(z|x), then decodes z = mu + strength * eps with eps ~ N(0, I): strength 0 gives
@@ -294,16 +278,15 @@ class VAE(ImageModality, Family):
         is resized (shorter side) and centre-cropped first. A conditional model keeps the class ``label``, or the
         class it finds most likely for the image.
         """
-        _check_n(n)
-        if not 0 <= strength <= 1:
-            raise GenlabError(f"--strength must be in [0, 1], got {strength}")
+        check_count("n", n)
+        check_strength(strength)
         mu, _, cond = self._encode(image, label)  # (1, D), (1, K) or None
         eps = torch.randn(n, self.config.latent_dim, generator=seeded_generator(seed))  # (n, D)
         z = mu + strength * eps  # (n, D)
-        return self._decode_images(z, None if cond is None else cond.expand(n, -1))
+        return Images(self._decode_images(z, None if cond is None else cond.expand(n, -1)))
 
     def interpolate(self, steps: int, *, seed: int | None = None, images: Any = None,
-                    label: int | None = None) -> np.ndarray:
+                    label: int | None = None) -> Interpolation:
         """``steps`` frames, uint8 (steps, C, H, W), from one end point to the other.
 
         Without ``images``: two z ~ N(0, I) joined by spherical interpolation (which keeps the norm that Gaussian
@@ -311,14 +294,13 @@ class VAE(ImageModality, Family):
         line. A conditional model uses class ``label`` throughout, or blends the two end points' one-hot classes
         (random classes, or each image's most likely class).
         """
-        if steps < 2:
-            raise GenlabError(f"--steps must be at least 2, got {steps}")
-        self._check_label(label)
+        check_count("steps", steps, 2)
+        check_label(label, self.num_classes_)
         t = torch.linspace(0, 1, steps)[:, None]  # (steps, 1)
         g = seeded_generator(seed)
         if images is None:
             z0, z1 = torch.randn(2, self.config.latent_dim, generator=g)  # (D,) each
-            z = _slerp(z0, z1, t)  # (steps, D)
+            z = slerp(z0, z1, t)  # (steps, D)
             ys = torch.randint(max(1, self.num_classes_), (2,), generator=g) if label is None else [label] * 2
             c0, c1 = (self._cond(torch.tensor([y])) for y in ys)
         else:
@@ -327,19 +309,4 @@ class VAE(ImageModality, Family):
             (z0, _, c0), (z1, _, c1) = (self._encode(im, label) for im in images)
             z = (1 - t) * z0 + t * z1  # (steps, D)
         cond = None if c0 is None else (1 - t) * c0 + t * c1  # (steps, K): blended one-hot classes
-        return self._decode_images(z, cond)
-
-
-def _slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation of (D,) vectors at fractions t (S, 1) -> (S, D); a straight line if they are parallel."""
-    cos = torch.dot(z0, z1) / (z0.norm() * z1.norm()).clamp_min(1e-12)
-    omega = torch.arccos(cos.clamp(-1, 1))
-    if omega.abs() < 1e-4:
-        return (1 - t) * z0 + t * z1
-    return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
-
-
-
-def _check_n(n: int) -> None:
-    if n < 1:
-        raise GenlabError(f"--n must be at least 1, got {n}")
+        return Interpolation(self._decode_images(z, cond))

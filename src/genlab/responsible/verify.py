@@ -3,28 +3,21 @@
 The C2PA manifest says who signed the file and which run made it; the watermark is in the content itself and
 survives what strips a manifest (a screenshot, a re-encode, a copy-paste). Each is checked on its own and then
 against the other: an image whose watermark payload is not the run id in its manifest is reported as such.
+
+Which watermark to look for follows from the file type: each modality names its scheme, each scheme the file types
+its content can be read from. A keyed scheme (text) needs the run that holds the key: ``run``, or the run under
+``runs`` whose id the manifest names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from genlab import registry
 from genlab.errors import GenlabError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-TEXT_SUFFIXES = {".txt", ".md", ".py"}
-
-
-@dataclass(frozen=True)
-class WatermarkVerdict:
-    kind: str  # "image" or "text"
-    checked: bool  # False when it could not be looked for (e.g. a text whose run is not here)
-    found: bool = False
-    detail: dict[str, Any] = field(default_factory=dict)  # payload / z-score / p-value ...
-    matches_manifest: bool | None = None  # the mark names the run the manifest names (None: nothing to compare)
-    note: str = ""
+from genlab.responsible.marks import WatermarkVerdict
 
 
 @dataclass(frozen=True)
@@ -35,11 +28,7 @@ class Verdict:
 
 
 def verify(path: str | Path, *, runs: str | Path | None = "runs", run: str | Path | None = None) -> Verdict:
-    """Check ``path``'s C2PA manifest (embedded or sidecar) and look for a genlab watermark in its content.
-
-    Text watermarks are keyed per run: the run is ``run`` if given, else the one under ``runs`` whose id the
-    manifest names.
-    """
+    """Check ``path``'s C2PA manifest (embedded or sidecar) and look for a genlab watermark in its content."""
     from genlab.responsible.provenance import verify_file
 
     path = Path(path)
@@ -48,57 +37,44 @@ def verify(path: str | Path, *, runs: str | Path | None = "runs", run: str | Pat
     if not path.is_file():
         raise GenlabError(f"{path}: no such file")
     prov = verify_file(path)
-    generation = prov.generation or {}
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        mark = _image_mark(path, generation)
-    elif suffix in TEXT_SUFFIXES:
-        mark = _text_mark(path, generation, runs=runs, run=run)
-    else:
-        mark = None
+    scheme = scheme_for(path.suffix.lower())
+    mark = None if scheme is None else _look(scheme, path, prov.generation or {}, runs=runs, run=run)
     return Verdict(path, prov, mark)
 
 
-def _image_mark(path: Path, generation: dict[str, Any]) -> WatermarkVerdict:
-    from genlab.responsible.release import ImageMarks
-    from genlab.sample.images import load_image
-
-    found = ImageMarks.detect(load_image(path))
-    detail = {"payload": f"{found.payload:08x}" if found.payload is not None else None, "score": found.score,
-              "p_value": found.p_value, "bit_confidence": found.bit_confidence}
-    matches = None
-    if found.found and generation.get("run_id"):
-        matches = generation["run_id"][:8] == f"{found.payload:08x}"
-    return WatermarkVerdict("image", True, found.found, detail, matches, found.reason)
+def scheme_for(suffix: str) -> type | None:
+    """The watermark scheme whose content a file of this type holds (the first modality naming one that reads it)."""
+    for name in registry.MODALITIES:
+        marks = registry.get_modality(name).Marks
+        if marks is not None and suffix in marks.suffixes:
+            return marks
+    return None
 
 
-def _text_mark(path: Path, generation: dict[str, Any], *, runs, run) -> WatermarkVerdict:
+def _look(scheme: type, path: Path, generation: dict[str, Any], *, runs, run) -> WatermarkVerdict:
+    if not scheme.keyed:
+        return scheme.verdict(scheme.read(path), generation)
     from genlab.runs import Run
 
     run_dir = Path(run) if run is not None else find_run(generation.get("run_id"), runs)
     if run_dir is None:
         why = "the manifest names no run" if not generation.get("run_id") else \
             f"run {generation['run_id'][:8]}... is not under {runs}"
-        return WatermarkVerdict("text", False, note=f"text watermarks are keyed per run and {why}: pass --run RUN")
+        return WatermarkVerdict(scheme.scheme, False, note=f"this watermark is keyed per run and {why}: pass --run RUN")
     r = Run.load(run_dir)
-    if not r.release.writes_text:
-        raise GenlabError(f"{run_dir} is a {r.model.modality} run; a text file needs a text run")
-    text = read_text(path)
-    det = r.detect(text)
-    s = det.document
-    detail = {"z": s.z, "p_value": s.p_value, "tokens_scored": s.tokens_scored, "green_fraction": s.green_fraction,
-              "run": str(run_dir)}
-    matches = None
-    if generation.get("run_id"):
-        matches = r.release.identity.run_id == generation["run_id"]
-    return WatermarkVerdict("text", True, s.watermarked, detail, matches)
+    marks = r.release.marks
+    if marks is None or type(marks) is not scheme:
+        raise GenlabError(f"{run_dir} is a {r.config.family} run, whose outputs do not carry this file's watermark")
+    verdict = marks.verdict(scheme.read(path), generation)
+    return WatermarkVerdict(verdict.scheme, verdict.checked, verdict.found, {**verdict.detail, "run": str(run_dir)},
+                            verdict.matches_manifest, verdict.note)
 
 
 def find_run(run_id: str | None, runs: str | Path | None) -> Path | None:
     """The run folder under ``runs`` whose ``release.json`` holds ``run_id``."""
     import json
 
-    from genlab.responsible.release import RELEASE_FILE
+    from genlab.runfiles import RELEASE_FILE
 
     if not run_id or runs is None or not Path(runs).is_dir():
         return None
@@ -109,10 +85,3 @@ def find_run(run_id: str | None, runs: str | Path | None) -> Path | None:
         except (OSError, ValueError):
             continue
     return None
-
-
-def read_text(path: Path) -> str:
-    """A text file to test for the watermark (empty, binary or non-UTF-8 files are refused, one line each)."""
-    from genlab.data.text import read_text_file
-
-    return read_text_file(Path(path))

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from genlab.data.text import read_text_file
-from genlab.errors import GenlabError
+from genlab.errors import BadArgument, GenlabError
 
 PY_SUFFIXES = (".py", ".pyi")
 CLAUSES = frozenset({"elif", "else", "except", "finally"})  # continue a compound statement at its own indentation
@@ -56,7 +56,7 @@ def prefix_at(path: Path, line: int) -> str:
     text = read_text_file(path, allow_empty=True)  # no such file, unreadable, binary, not UTF-8: one line each
     lines = text.splitlines(keepends=True)
     if not 1 <= line <= len(lines) + 1:
-        raise GenlabError(f"--line {line} is outside {path}, which has {len(lines)} lines (give 1 to {len(lines) + 1})")
+        raise BadArgument("line", f"{line} is outside {path}, which has {len(lines)} lines (give 1 to {len(lines) + 1})")
     return "".join(lines[: line - 1])
 
 
@@ -258,8 +258,9 @@ def complete(
     """
     check_options(max_new_tokens, temperature)
     model = run.model
-    if getattr(model, "name", "") != "gpt":
-        raise GenlabError(f"code completion needs a gpt run; {run.path} is a {run.config.family} run")
+    if not _continues_text(model):
+        raise GenlabError(f"code completion needs a run that continues text (a gpt run); {run.path} is a "
+                          f"{run.config.family} run")
     block = model.config.block_size
     budget = max(block // 2, block - max_new_tokens)
     boundary = Boundary(prefix)
@@ -271,6 +272,14 @@ def complete(
         if text is not None:
             return text
     return ""
+
+
+def _continues_text(model: Any) -> bool:
+    """Whether the model continues a prompt token by token, streaming, with logits processors (what `complete` needs)."""
+    import inspect
+
+    needs = {"prompt", "on_text", "logits_processor"}
+    return getattr(model, "generates", False) and needs <= set(inspect.signature(model.sample).parameters)
 
 
 def heal_suffix(prefix: str) -> str:

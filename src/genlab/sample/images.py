@@ -66,14 +66,19 @@ def save_samples(images: np.ndarray, folder: Path, *, prefix: str = "sample",
     return paths
 
 
-def save_gif(frames: np.ndarray, path: Path, *, ms_per_frame: int = 120, write: Writer = atomic_write_bytes) -> Path:
+def gif_bytes(frames: np.ndarray, *, ms_per_frame: int = 120) -> bytes:
     """(N, C, H, W) frames -> an animated GIF that plays forward then back."""
+    frames = np.asarray(frames)
     scale = auto_scale(frames)
     pics = [to_pil(f.repeat(scale, axis=1).repeat(scale, axis=2)) for f in frames]
     pics = pics + pics[-2:0:-1]
     buf = io.BytesIO()
     pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=ms_per_frame, loop=0)
-    write(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_gif(frames: np.ndarray, path: Path, *, ms_per_frame: int = 120, write: Writer = atomic_write_bytes) -> Path:
+    write(path, gif_bytes(frames, ms_per_frame=ms_per_frame))
     return path
 
 

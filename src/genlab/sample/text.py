@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers.activations import ACT2FN
 
-from genlab.errors import GenlabError
+from genlab.errors import BadArgument
 
 
 class KVDecoder:
@@ -190,14 +190,14 @@ def check_sampling(n: int, max_new_tokens: int, temperature: float, top_k: int |
                    no_repeat_ngram: int = 0) -> None:
     """The generation options every text family takes, each refused with a one-line error."""
     if no_repeat_ngram < 0:
-        raise GenlabError(f"--no-repeat-ngram must be 0 (off) or positive, got {no_repeat_ngram}")
+        raise BadArgument("no_repeat_ngram", f"must be 0 (off) or positive, got {no_repeat_ngram}")
     if n < 1:
-        raise GenlabError(f"--n must be at least 1, got {n}")
+        raise BadArgument("n", f"must be at least 1, got {n}")
     if max_new_tokens < 1:
-        raise GenlabError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+        raise BadArgument("max_new_tokens", f"must be at least 1, got {max_new_tokens}")
     if temperature < 0 or math.isnan(temperature):
-        raise GenlabError(f"--temperature must be 0 (greedy) or positive, got {temperature}")
+        raise BadArgument("temperature", f"must be 0 (greedy) or positive, got {temperature}")
     if top_k is not None and top_k < 1:
-        raise GenlabError(f"--top-k must be at least 1, got {top_k}")
+        raise BadArgument("top_k", f"must be at least 1, got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
-        raise GenlabError(f"--top-p must be in (0, 1], got {top_p}")
+        raise BadArgument("top_p", f"must be in (0, 1], got {top_p}")

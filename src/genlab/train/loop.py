@@ -1,13 +1,18 @@
 """The one training loop, shared by every family.
 
-A family says how one step goes (``Family.phases``: a loss per optimizer) and what happens after it
-(``Family.after_step``); this loop owns everything else: AdamW with warm-up then cosine decay, gradient
-accumulation and clipping, mixed precision, periodic validation and previews, ``metrics.jsonl``, the progress
-bar, step and time budgets, atomic checkpoints and exact resume.
+A family says how one step goes (``Family.phases``: a loss per optimizer), what happens after it
+(``Family.after_step``), which optimizers it steps (``Family.optimizers``: AdamW unless it makes its own) and how
+its networks are wrapped for training (``Family.wrap``); this loop owns everything else: warm-up then cosine
+decay, gradient accumulation and clipping, mixed precision, periodic validation and previews, ``metrics.jsonl``,
+the progress bar, step and time budgets, atomic checkpoints, exact resume, keeping the best validation point, and
+the named events callbacks subscribe to (``train/hooks.py``). A family with no gradient steps
+(``iterative = False``) is fitted once by ``Family.solve``, with the same events, validation and saving.
 
 Random state: the loop runs inside ``torch.random.fork_rng`` seeded from ``train.seed``, so dropout is
 reproducible, its state is checkpointed, and the caller's global RNG is left as it was. Batches come from a
 separate ``torch.Generator`` that is checkpointed too; a resumed run therefore continues bit-identically.
+
+Several processes (``torchrun``): every process trains; only the main one writes (``distributed.is_main``).
 """
 
 from __future__ import annotations
@@ -15,23 +20,23 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from genlab.config import TrainConfig
-from genlab.models.base import Family
+from genlab.runfiles import CHECKPOINT_FILE, METRICS_FILE, SAMPLES_DIR, read_metrics
 from genlab.train import checkpoint as ckpt
+from genlab.train.distributed import is_main
+from genlab.train.hooks import as_callback
 from genlab.train.precision import Precision, resolve_device, resolve_precision
 from genlab.train.progress import TrainProgress
 
-CHECKPOINT_FILE = "checkpoint.safetensors"
-METRICS_FILE = "metrics.jsonl"
 EVAL_SEED_OFFSET = 7919  # validation batches use their own fixed stream, the same at every evaluation
 
-Callback = Callable[["Trainer", int, dict[str, Any]], None]  # (trainer, step, metrics as 0-d tensors or floats)
+Wrapper = Callable[[str, torch.nn.Module], torch.nn.Module]  # (network name, network) -> the module to train
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -44,26 +49,21 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 class Trainer:
-    def __init__(
-        self,
-        family: Family,
-        data: Any,
-        config: TrainConfig,
-        *,
-        run_dir: Path | None = None,
-        resume: bool = False,
-        progress: bool = True,
-        callbacks: list[Callback] = (),
-    ) -> None:
+    def __init__(self, family: Any, data: Any, config: TrainConfig, *, run_dir: Path | None = None,
+                 resume: bool = False, progress: bool = True, callbacks: Sequence[Any] = (),
+                 wrap: Wrapper | None = None) -> None:
         self.family = family
         self.data = data
         self.config = config
         self.run_dir = run_dir
         self.resume = resume
         self.progress = progress
-        self.callbacks = list(callbacks)
+        self.callbacks = [as_callback(c) for c in callbacks]
+        self.wrap = wrap  # the loop's own wrapping (DistributedDataParallel), after the family's
         self.device = resolve_device(config.device)
         self.precision = Precision(self.device, resolve_precision(config.precision, self.device))
+        self.writes = run_dir is not None and is_main()
+        self.start_step = self.step = 0
 
     # ---------------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -78,51 +78,82 @@ class Trainer:
         finally:
             torch.set_num_threads(threads)
 
-    def _run(self) -> dict[str, Any]:
+    def _emit(self, event: str, **info: Any) -> None:
+        for cb in self.callbacks:
+            fn = getattr(cb, f"on_{event}", None)
+            if fn is not None:
+                fn(self, **info)
+
+    def _setup(self) -> None:
+        """1. networks to the device, 2. optimizers, 3. wrappers, 4. RNG streams and a resumed state."""
         cfg, fam = self.config, self.family
-        nets = fam.networks_
-        for net in nets.values():
+        for net in fam.networks_.values():
             net.to(self.device)
-        if cfg.compile:
-            for net in nets.values():
+            if cfg.compile:
                 net.compile()  # in place: the state dict keeps its names
-        self.optimizers = {
-            name: torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **_fused(self.device))
-            for name, groups in fam.param_groups(cfg.weight_decay).items()
-        }
-        phases = fam.phases(self.data)
+        for net in getattr(fam, "frozen_", {}).values():  # used (a teacher), never optimized or saved
+            net.to(self.device).eval().requires_grad_(False)
+        self.optimizers = fam.optimizers(cfg, self.device) if fam.iterative else {}
+        # the modules the training steps run (DDP, GradSampleModule ...); everything else uses the networks themselves
+        self.raw, self.wrapped = dict(fam.networks_), {}
+        for name, net in self.raw.items():
+            net = fam.wrap(name, net)
+            self.wrapped[name] = self.wrap(name, net) if self.wrap is not None else net
         torch.manual_seed(cfg.seed + 1)  # dropout stream, inside the forked RNG
         self.batch_rng = torch.Generator().manual_seed(cfg.seed)
-        start, elapsed0 = 0, 0.0
+        self.elapsed0, self.kept = 0.0, (math.inf, None)  # (val loss, step) of the weights train.keep_best kept
         if self.resume:
-            start, elapsed0 = self._resume()
+            self.start_step, self.elapsed0 = self._resume()
+        self.step = self.start_step
         self.metrics_path = self.run_dir / METRICS_FILE if self.run_dir else None
-        best_val, last_val = math.inf, math.nan
-        if self.metrics_path and self.metrics_path.exists():
-            best_val = min((r["val_loss"] for r in _read_metrics(self.metrics_path) if "val_loss" in r), default=best_val)
+        vals = [r["val_loss"] for r in read_metrics(self.metrics_path) if "val_loss" in r] \
+            if self.metrics_path and self.metrics_path.exists() else []
+        self.best_val = min(vals, default=math.inf)
 
+    def _run(self) -> dict[str, Any]:
+        self._setup()
+        status, summary = "failed", {}
+        try:
+            self._emit("train_start")
+            summary = self._steps() if self.family.iterative else self._solve()
+            status = "completed"
+            return summary
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        except BaseException as e:
+            status = f"failed ({type(e).__name__})"
+            raise
+        finally:
+            for net in self.family.networks_.values():
+                net.eval()
+            self._emit("train_end", status=status, summary=summary)
+
+    def _steps(self) -> dict[str, Any]:
+        cfg, fam = self.config, self.family
+        phases = fam.phases(self.data)
         t0 = time.perf_counter()
         budget_s = cfg.max_minutes * 60
-        window_units, window_s, rate, stopped_by = 0, 0.0, math.nan, "max_steps"
-        step = start
-        bar = TrainProgress(cfg.max_steps, start, fam.unit, enabled=self.progress)
+        window_units, window_s, rate, stopped_by, last_val = 0, 0.0, math.nan, "max_steps", math.nan
+        bar = TrainProgress(cfg.max_steps, self.start_step, fam.unit, enabled=self.progress and is_main())
         with bar:
             try:
-                while step < cfg.max_steps:
+                while self.step < cfg.max_steps:
                     s0 = time.perf_counter()
-                    lr = lr_at(step, cfg)
+                    lr = lr_at(self.step, cfg)
                     logs: dict[str, Any] = {}  # values stay tensors until logged: no device sync per step
                     units = 0
-                    for phase in phases:
+                    for phase in phases:  # 1. one optimizer update per phase (a GAN: D, then G)
                         logs.update(self._update(phase, lr))
                         units += self._last_units if phase.counts_units else 0
-                    fam.after_step(step)
-                    step += 1
-                    if step > start + 1:  # throughput counts step time only; a session's first step holds start-up
+                    fam.after_step(self.step)  # 2. the family's own update (EMA weights)
+                    self.step += 1
+                    step = self.step
+                    if step > self.start_step + 1:  # throughput counts step time only; a first step holds start-up
                         window_units += units
                         window_s += time.perf_counter() - s0
-                    elapsed = elapsed0 + time.perf_counter() - t0
-                    if step % cfg.log_every == 0 or step == cfg.max_steps:
+                    elapsed = self.elapsed0 + time.perf_counter() - t0
+                    if step % cfg.log_every == 0 or step == cfg.max_steps:  # 3. log
                         if window_s:
                             rate, window_units, window_s = window_units / window_s, 0, 0.0
                         floats = {k: float(v) for k, v in logs.items()}
@@ -130,39 +161,49 @@ class Trainer:
                         bar.update(step, floats, rate)
                     out_of_time = budget_s and elapsed >= budget_s
                     last = step == cfg.max_steps or out_of_time
-                    if (cfg.eval_every and step % cfg.eval_every == 0) or last:
-                        last_val = self._validate()
-                        best_val = min(best_val, last_val)
-                        self._log({"step": step, "val_loss": last_val, "elapsed_s": elapsed})
+                    if (cfg.eval_every and step % cfg.eval_every == 0) or last:  # 4. validate (and preview)
+                        last_val = self._validated(step, elapsed)
                         bar.note(f"step {step}: val loss {last_val:.4f}")
-                        if self.run_dir and not cfg.sample_every:
-                            fam.preview(step, self.run_dir / "samples")
-                    if self.run_dir and cfg.sample_every and step % cfg.sample_every == 0:
-                        fam.preview(step, self.run_dir / "samples")
-                    if step % cfg.checkpoint_every == 0 or last:
+                        if not cfg.sample_every:
+                            self._preview(step)
+                    if cfg.sample_every and step % cfg.sample_every == 0:
+                        self._preview(step)
+                    if step % cfg.checkpoint_every == 0 or last:  # 5. checkpoint
                         self._checkpoint(step, elapsed)
-                    for cb in self.callbacks:
-                        cb(self, step, logs)
+                    self._emit("step_end", step=step, logs=logs)
                     if out_of_time:
                         stopped_by = "max_minutes"
                         break
             except KeyboardInterrupt:
-                self._checkpoint(step, elapsed0 + time.perf_counter() - t0)
+                self._checkpoint(self.step, self.elapsed0 + time.perf_counter() - t0)
                 raise
-        for net in nets.values():
-            net.eval()
+        self._restore_kept()
+        return self._summary(stopped_by, last_val, self.elapsed0 + time.perf_counter() - t0)
+
+    def _solve(self) -> dict[str, Any]:
+        """A family without gradient steps: fitted once, then validated and saved like a trained one."""
+        t0 = time.perf_counter()
+        self.family.solve(self.data)
+        elapsed = self.elapsed0 + time.perf_counter() - t0
+        last_val = self._validated(0, elapsed)
+        self._preview(0)
+        self._checkpoint(0, elapsed)
+        return self._summary("solved", last_val, elapsed)
+
+    def _summary(self, stopped_by: str, last_val: float, elapsed: float) -> dict[str, Any]:
         return {
-            "steps": step,
+            "steps": self.step,
             "stopped_by": stopped_by,
             "val_loss": last_val,
-            "best_val_loss": best_val,
-            "elapsed_s": elapsed0 + time.perf_counter() - t0,
+            "best_val_loss": self.best_val,
+            "weights_step": self.kept[1] if self.config.keep_best and self.kept[1] is not None else self.step,
+            "elapsed_s": elapsed,
             "precision": self.precision.name,
             "device": str(self.device),
         }
 
     # ---------------------------------------------------------------------------------------------------------
-    def _update(self, phase, lr: float) -> dict[str, float]:
+    def _update(self, phase, lr: float) -> dict[str, Any]:
         """One optimizer step: accumulate gradients over micro-batches, clip, step."""
         cfg = self.config
         opt = self.optimizers[phase.optimizer]
@@ -171,16 +212,20 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         sums: dict[str, Any] = {}
         self._last_units = 0
-        for _ in range(cfg.grad_accum):
-            # 1. draw a micro-batch, 2. forward under the precision policy, 3. backward the scaled loss
-            batch = self.data.batch("train", phase.batch_size or cfg.batch_size, self.batch_rng)
-            batch = _to(batch, self.device)  # (pinned host memory would make this asynchronous on CUDA)
-            with self.precision.autocast():
-                loss, metrics = phase.loss(batch)
-            (loss / cfg.grad_accum).backward()
-            self._last_units += self.family.batch_units(batch)
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
+        self.family.networks_ = self.wrapped  # the step runs the training modules (the same parameters)
+        try:
+            for _ in range(cfg.grad_accum):
+                # 1. draw a micro-batch, 2. forward under the precision policy, 3. backward the scaled loss
+                batch = self.data.batch("train", phase.batch_size or cfg.batch_size, self.batch_rng)
+                batch = to_device(batch, self.device)  # (pinned host memory would make this asynchronous on CUDA)
+                with self.precision.autocast():
+                    loss, metrics = phase.loss(batch)
+                (loss / cfg.grad_accum).backward()
+                self._last_units += self.data.units(batch)
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
+        finally:
+            self.family.networks_ = self.raw
         params = [p for g in opt.param_groups for p in g["params"]]
         if cfg.grad_clip:
             norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -188,23 +233,57 @@ class Trainer:
         opt.step()
         return sums
 
+    def _validated(self, step: int, elapsed: float) -> float:
+        """Validate, log, tell subscribers, and keep these weights if they are the best so far (train.keep_best)."""
+        val = self.validate()
+        if val < self.best_val:
+            self.best_val = val
+        if self.config.keep_best and val < self.kept[0]:
+            self.kept = (val, step)
+            self._kept_state = {n: {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+                                for n, net in self.family.networks_.items()}
+            if self.writes:
+                self.family.save(self.run_dir)
+        self._log({"step": step, "val_loss": val, "elapsed_s": elapsed})
+        self._emit("validation", step=step, val_loss=val)
+        return val
+
     @torch.no_grad()
-    def _validate(self) -> float:
-        modes = {name: net.training for name, net in self.family.networks_.items()}
-        for net in self.family.networks_.values():
+    def validate(self) -> float:
+        """The mean validation loss on the fixed validation batches (the same batches at every call)."""
+        nets = self.family.networks_
+        modes = {name: net.training for name, net in nets.items()}
+        for net in nets.values():
             net.eval()
         g = torch.Generator().manual_seed(self.config.seed + EVAL_SEED_OFFSET)
         losses = []
-        for _ in range(self.config.eval_batches):
-            batch = _to(self.data.batch("val", self.config.batch_size, g), self.device)
-            with self.precision.autocast():
-                losses.append(self.family.validation_loss(batch))
-        for name, net in self.family.networks_.items():
-            net.train(modes[name])  # a frozen EMA copy stays in eval mode
+        try:
+            for _ in range(self.config.eval_batches):
+                batch = to_device(self.data.batch("val", self.config.batch_size, g), self.device)
+                with self.precision.autocast():
+                    losses.append(self.family.validation_loss(batch))
+        finally:
+            for name, net in nets.items():
+                net.train(modes[name])  # a frozen EMA copy stays in eval mode
         return float(sum(losses) / len(losses))
 
+    def _restore_kept(self) -> None:
+        """With train.keep_best, end with the kept weights in memory too (on disk they already are)."""
+        if not self.config.keep_best or self.kept[1] is None:
+            return
+        state = getattr(self, "_kept_state", None)
+        if state is None and self.run_dir is not None:  # kept before a resume: read them back
+            self.family.load_weights(self.run_dir)
+            return
+        for name, net in self.family.networks_.items():
+            net.load_state_dict(state[name])
+
+    def _preview(self, step: int) -> None:
+        if self.writes:
+            self.family.preview(step, self.run_dir / SAMPLES_DIR)
+
     def _log(self, record: dict[str, float]) -> None:
-        if self.metrics_path is None:
+        if self.metrics_path is None or not self.writes:
             return
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in record.items()}) + "\n")
@@ -216,18 +295,22 @@ class Trainer:
         return state
 
     def _checkpoint(self, step: int, elapsed: float) -> None:
-        if self.run_dir is None:
+        if not self.writes:
             return
-        ckpt.save_checkpoint(
-            self.run_dir / CHECKPOINT_FILE,
-            step=step,
-            architecture=self.family.architecture(),
-            networks=self.family.networks_,
-            optimizers=self.optimizers,
-            rng=self._rng_state(),
-            extra={"elapsed_s": elapsed},
-        )
-        self.family.save(self.run_dir)  # the run folder always holds a usable model
+        if self.family.iterative:
+            ckpt.save_checkpoint(
+                self.run_dir / CHECKPOINT_FILE,
+                step=step,
+                architecture=self.family.architecture(),
+                networks=self.family.networks_,
+                optimizers=self.optimizers,
+                rng=self._rng_state(),
+                extra={"elapsed_s": elapsed, "kept_val_loss": self.kept[0] if self.kept[1] is not None else None,
+                       "kept_step": self.kept[1]},
+            )
+        if not (self.config.keep_best and self.kept[1] is not None):
+            self.family.save(self.run_dir)  # the run folder always holds a usable model
+        self._emit("checkpoint", step=step)
 
     def _resume(self) -> tuple[int, float]:
         path = self.run_dir / CHECKPOINT_FILE
@@ -239,37 +322,23 @@ class Trainer:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         step = int(header["step"])
+        extra = json.loads(header["extra"])
+        if extra.get("kept_step") is not None:  # the weights on disk are the best of an earlier session
+            self.kept = (float(extra["kept_val_loss"]), int(extra["kept_step"]))
         # drop what was logged after the checkpoint (the steps that will now be redone)
         metrics = self.run_dir / METRICS_FILE
-        if metrics.exists():
-            kept = [r for r in _read_metrics(metrics) if r.get("step", 0) <= step]
+        if metrics.exists() and self.writes:
+            kept = [r for r in read_metrics(metrics) if r.get("step", 0) <= step]
             from genlab.files import atomic_write_bytes
 
             atomic_write_bytes(metrics, "".join(json.dumps(r) + "\n" for r in kept).encode())
-        return step, float(json.loads(header["extra"]).get("elapsed_s", 0.0))
+        return step, float(extra.get("elapsed_s", 0.0))
 
 
-def _fused(device: torch.device) -> dict[str, Any]:
-    # Fused AdamW (one kernel for all parameters) saves 5-10% of a small model's step on CPU and CUDA.
-    return {"fused": True} if device.type in ("cpu", "cuda") else {}
-
-
-def _to(batch: Any, device: torch.device) -> Any:
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch (a tensor, or tuples and lists of them) on ``device``."""
     if torch.is_tensor(batch):
         return batch.to(device)
     if isinstance(batch, (tuple, list)):
-        return type(batch)(_to(b, device) for b in batch)
+        return type(batch)(to_device(b, device) for b in batch)
     return batch
-
-
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line cut short by a crash: everything after it is unreliable
-    return rows
-
-
-read_metrics = _read_metrics

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from genlab.numbers import rate as rate_text
+
 
 class TrainProgress:
     def __init__(self, total: int, start: int, unit: str, *, enabled: bool = True) -> None:
@@ -38,16 +40,10 @@ class TrainProgress:
         if not self.enabled:
             return
         parts = [f"{k.replace('_loss', '')} {v:.3f}" for k, v in logs.items() if k.endswith("loss")]
-        info = " ".join(parts) + f"  {_si(rate)} {self.unit}/s"
+        info = " ".join(parts) + f"  {rate_text(rate)} {self.unit}/s"
         self.bar.update(self.task, completed=step, info=info)
 
     def note(self, text: str) -> None:
         if self.enabled:
             self.bar.console.print(text)
 
-
-def _si(x: float) -> str:
-    for unit, scale in (("M", 1e6), ("k", 1e3)):
-        if x >= scale:
-            return f"{x / scale:.1f}{unit}"
-    return f"{x:.0f}"

@@ -1,4 +1,4 @@
-"""The release verbs of the command line: keys, verify, detect, audit, card (see docs/release.md)."""
+"""The release verbs of the command line: keys init, verify, detect, audit, card (see docs/release.md)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,10 @@ import typer
 from rich.table import Table
 
 import genlab
-from genlab.cli import app, err, out
+from genlab.cli.common import RunArg, err, flat_table, out
 from genlab.errors import GenlabError
 
-keys_app = typer.Typer(no_args_is_help=True, help="The local identity that signs generated files.")
-app.add_typer(keys_app, name="keys")
 
-
-@keys_app.command("init")
 def keys_init(
     name: Annotated[Optional[str], typer.Option(help="who signs, as shown in manifests (default: user@host)")] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an existing identity")] = False,
@@ -31,11 +27,10 @@ def keys_init(
               "verify your files as trusted")
 
 
-@app.command()
 def verify(
     files: Annotated[list[Path], typer.Argument(help="generated files (PNG, JPEG, .txt, .csv, .mid ...)")],
-    runs_: Annotated[Path, typer.Option("--runs", help="where to look for the run a text names")] = Path("runs"),
-    run: Annotated[Optional[Path], typer.Option(help="text: the run whose watermark key to use")] = None,
+    runs_: Annotated[Path, typer.Option("--runs", help="where to look for the run a file's manifest names")] = Path("runs"),
+    run: Annotated[Optional[Path], typer.Option(help="keyed watermarks (text): the run whose key to use")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Check each file's C2PA signature and its watermark, together. Exit code 1 if any is not trusted."""
@@ -80,28 +75,27 @@ def _print_verdict(v) -> None:
         what = ", ".join(f"{k} {val:.3g}" if isinstance(val, float) else f"{k} {val}" for k, val in w.detail.items()
                          if k != "run" and val is not None)
         agree = {True: "; matches the manifest's run", False: "; does NOT match the manifest's run", None: ""}
-        out.print(f"  watermark ({w.kind}): {'found' if w.found else 'not found'} ({what}){agree[w.matches_manifest]}"
+        out.print(f"  watermark ({w.scheme}): {'found' if w.found else 'not found'} ({what}){agree[w.matches_manifest]}"
                   + (f" [{w.note}]" if w.note else ""), highlight=False)
 
 
-@app.command()
 def detect(
     files: Annotated[list[Path], typer.Argument(help="text files to test, one document each")],
     run: Annotated[Path, typer.Option(help="the run whose watermark key to test with")],
     window: Annotated[int, typer.Option(help="tokens per sliding window (0 = whole documents only)")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Test text for a run's watermark: z-score, p-value and verdict per document and per sliding window."""
+    """Test files for a run's keyed watermark (text): z-score, p-value and verdict per document and per window."""
     import dataclasses
 
-    from genlab.responsible.verify import read_text
-
     r = genlab.load(run)
-    if not r.release.writes_text:
-        raise GenlabError(f"{run} is a {r.model.modality} run; `genlab detect` tests text (use `genlab verify` for images)")
+    marks = r.release.marks
+    if marks is None or not marks.keyed:
+        raise GenlabError(f"{run} is a {r.config.family} run, whose outputs carry no keyed watermark; "
+                          "`genlab detect` tests a keyed one (use `genlab verify FILE` for the others)")
     if window < 0:
         raise GenlabError(f"--window must be 0 or more tokens, got {window}")
-    results = [(f, r.detect(read_text(f), window=window)) for f in files]
+    results = [(f, marks.detect(marks.read(f), window=window)) for f in files]
     if as_json:
         print(json.dumps([{"file": str(f), "document": dataclasses.asdict(d.document),
                            "windows": [dataclasses.asdict(w) for w in d.windows]} for f, d in results], indent=2))
@@ -120,10 +114,9 @@ def detect(
     out.print(table)
 
 
-@app.command()
 def audit(
-    run: Annotated[Path, typer.Argument(help="run folder")],
-    n: Annotated[Optional[int], typer.Option("--n", help="samples to audit (default 64 texts or 500 images)")] = None,
+    run: RunArg,
+    n: Annotated[Optional[int], typer.Option("--n", help="samples to audit (default: the modality's, e.g. 64 texts, 500 images)")] = None,
     seed: Annotated[int, typer.Option(help="seeds the samples")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -133,28 +126,11 @@ def audit(
     if as_json:
         print(json.dumps(report, indent=2, default=float))
         return
-    out.print(_flat_table(report, f"audit of {run}"))
+    out.print(flat_table(report, f"audit of {run}"))
     err.print(f"report in [bold]{r.path / 'audit.json'}[/]; model card {r.path / 'README.md'}")
 
 
-@app.command()
-def card(run: Annotated[Path, typer.Argument(help="run folder")]) -> None:
+def card(run: RunArg) -> None:
     """Write (or refresh) the run's model card, RUN/README.md, from what the run has measured."""
     path = genlab.load(run).write_card()
     err.print(f"model card in [bold]{path}[/]")
-
-
-def _flat_table(report: dict, title: str) -> Table:
-    table = Table(title=title)
-    table.add_column("figure")
-    table.add_column("value", overflow="fold")
-
-    def walk(d: dict, prefix: str = "") -> None:
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}.")
-            elif isinstance(v, (int, float, str, bool)) or v is None:
-                table.add_row(f"{prefix}{k}", f"{v:.4g}" if isinstance(v, float) else str(v))
-
-    walk(report)
-    return table

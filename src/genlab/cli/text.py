@@ -8,13 +8,12 @@ from typing import Annotated
 import typer
 
 import genlab
-from genlab.cli import app, err, out  # noqa: F401  (each verb below registers on the one app)
+from genlab.cli.common import err, out
 from genlab.errors import GenlabError
 from genlab.sample.code import NO_REPEAT_NGRAM
 
 # -- bert: fill, embed ------------------------------------------------------------------------------------------
 
-@app.command()
 def fill(
     run: Annotated[Path, typer.Argument(help="run folder of a bert model")],
     text: Annotated[str, typer.Argument(help='text with one or more [MASK], e.g. "To be or not to [MASK]"')],
@@ -36,7 +35,6 @@ def fill(
         out.print(table)
 
 
-@app.command()
 def embed(
     run: Annotated[Path, typer.Argument(help="run folder of a bert model")],
     file: Annotated[Path, typer.Argument(help="text file, one text per line")],
@@ -70,10 +68,8 @@ def embed(
 
 
 # -- code assistant: complete -----------------------------------------------------------------------------------
-# (Path, Annotated, typer and GenlabError come from the imports at the top of the file)
 
 
-@app.command()
 def complete(
     run: Annotated[Path, typer.Argument(help="run folder (a gpt trained on code)")],
     file: Annotated[str, typer.Argument(help="a .py file, or - to read the text before the cursor from stdin")],

@@ -1,0 +1,136 @@
+"""What the verbs of the command line share: the consoles, tables, folders for outputs, and options built from the
+modalities' schemas (one ``--flag`` per schema option, grouped by the modalities that take it)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from genlab import registry
+from genlab.errors import GenlabError
+
+out = Console()
+err = Console(stderr=True)
+
+
+def with_options(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a verb one ``--flag`` per option of every modality's ``kind`` schema ("sample" or "evaluate").
+
+    The verb receives them as keyword arguments, None when not given; it hands them to the run's modality, which
+    refuses the ones that are not its own and adds its defaults.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(fn, eval_str=True)  # the verb's own annotations, resolved
+        params = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        for option, owners in schema_options(kind):
+            panel = f"Options for {' and '.join(owners)} runs"
+            helps = {o.help for o in owners.values()}
+            text = next(iter(helps)) if len(helps) == 1 else "; ".join(f"{m}: {o.help}" for m, o in owners.items())
+            defaults = {m: o.default for m, o in owners.items() if o.default not in (None, "")}
+            if defaults and "default" not in text:
+                same = len(set(map(repr, defaults.values()))) == 1 and len(defaults) == len(owners)
+                text += f" [default: {next(iter(defaults.values()))}]" if same else \
+                    " [default: " + "; ".join(f"{m}: {d}" for m, d in defaults.items()) + "]"
+            kind_ = Optional[list[str]] if option.type is list else Optional[option.type]
+            flag = typer.Option(f"--{option.name.replace('_', '-')}", help=text, rich_help_panel=panel,
+                                show_default=False)
+            params.append(inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                            annotation=Annotated[kind_, flag]))
+
+        @functools.wraps(fn)
+        def verb(**kwargs: Any) -> Any:
+            return fn(**kwargs)
+
+        verb.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        verb.__annotations__ = {p.name: p.annotation for p in params}
+        return verb
+
+    return decorate
+
+
+def schema_options(kind: str) -> list[tuple[Any, dict[str, Any]]]:
+    """Each option name's first declaration, with each modality's own declaration of it (in registry order)."""
+    owners: dict[str, dict[str, Any]] = {}
+    for name in registry.MODALITIES:
+        for option in registry.get_modality(name).options(kind):
+            seen = owners.setdefault(option.name, {})
+            if seen and next(iter(seen.values())).type is not option.type:
+                raise TypeError(f"option {option.name} has two types across modalities")  # a genlab bug
+            seen[name] = option
+    return [(next(iter(by.values())), by) for by in owners.values()]
+
+
+def given(options: dict[str, Any], modality: Any, kind: str) -> dict[str, Any]:
+    """The options the user set, checked against the run's modality, with its defaults; "-" read from stdin."""
+    chosen = modality.check_options(kind, {k: v for k, v in options.items() if v is not None})
+    for option in modality.options(kind):
+        value = chosen.get(option.name)
+        if option.stdin and value is not None:
+            chosen[option.name] = [sys.stdin.read() if v == "-" else v for v in value] if isinstance(value, list) \
+                else (sys.stdin.read() if value == "-" else value)
+    return chosen
+
+
+def check_new(folder: Optional[Path]) -> None:
+    """Refuse an existing --out before any work is done."""
+    if folder is not None and folder.exists():
+        raise GenlabError(f"{folder} already exists; choose a new --out folder")
+
+
+def fresh(prefix: Path) -> Path:
+    """A new folder name: ``prefix`` with the time appended."""
+    return prefix.with_name(f"{prefix.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def announce_identity(r: Any, sign: Optional[bool]) -> None:
+    """Make the signing identity now if this run signs and none exists yet, and say where it is."""
+    from genlab.responsible.keys import ensure_identity
+
+    if r.config.release.sign if sign is None else sign:
+        identity, created = ensure_identity()
+        if created:
+            err.print(f"created a signing identity in {identity.folder} (see `genlab keys init`)")
+
+
+def say_watermark(r: Any, watermark: Optional[bool]) -> None:
+    """The release layer's note on this run's mark (e.g. images too small to carry it), when marking is on."""
+    if r.release.note and r.release.watermarks(watermark):
+        err.print(f"note: {r.release.note}")
+
+
+def saved(outputs: Any, folder: Path, sign: Optional[bool], prefix: str = "sample") -> Path:
+    """Write the outputs into the new ``folder`` and say what is there."""
+    names = [name for name, _ in outputs.files(prefix)]
+    folder = outputs.save(folder, sign=sign, prefix=prefix)
+    shown = ", ".join(names) if len(names) <= 3 else f"{names[0]} ... {names[-1]}"
+    err.print(f"{len(names)} files in [bold]{folder}[/]: {shown}", highlight=False)
+    return folder
+
+
+def flat_table(report: dict, title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", overflow="fold")
+
+    def walk(d: dict, prefix: str = "") -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            elif isinstance(v, (int, float, str, bool)) or v is None:
+                table.add_row(f"{prefix}{k}", f"{v:.4g}" if isinstance(v, float) else str(v))
+
+    walk(report)
+    return table
+
+
+RunArg = Annotated[Path, typer.Argument(help="run folder")]

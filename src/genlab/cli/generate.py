@@ -1,0 +1,119 @@
+"""Verbs that generate: sample (every generating family), vary and interpolate (families that can)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+import genlab
+from genlab.cli.common import (
+    RunArg,
+    announce_identity,
+    check_new,
+    fresh,
+    given,
+    out,
+    say_watermark,
+    saved,
+    with_options,
+)
+from genlab.errors import BadArgument, GenlabError
+from genlab.runfiles import SAMPLES_DIR
+
+Watermark = Annotated[Optional[bool], typer.Option("--watermark/--no-watermark",
+                                                   help="mark the outputs (default: the run's release.watermark, on)")]
+Sign = Annotated[Optional[bool], typer.Option("--sign/--no-sign", help="sign the files with C2PA (default: on)")]
+Seed = Annotated[Optional[int], typer.Option(help="the same seed gives the same outputs")]
+
+
+@with_options("sample")
+def sample(
+    run: RunArg,
+    n: Annotated[int, typer.Option("--n", help="number of outputs (per source for sequence-to-sequence runs)")] = 1,
+    seed: Seed = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="new folder for the files (text: default is the terminal)")] = None,
+    watermark: Watermark = None,
+    sign: Sign = None,
+    **options: Any,
+) -> None:
+    """Generate from a trained run: text to the terminal or .txt files, images as PNG files and a grid.
+
+    Outputs are watermarked and every file written is signed (C2PA), unless turned off.
+
+    Which options apply depends on the run's kind of data: see the groups below.
+    """
+    check_new(out_dir)
+    r = genlab.load(run)
+    chosen = given(options, r.modality, "sample")
+    if out_dir is None and r.modality.prints:
+        if n == 1 and r.modality.streams:  # one text: shown as it is generated
+            sys.stdout.write(r.modality.stream_prefix(chosen))
+            sys.stdout.flush()
+            r.sample(1, seed=seed, watermark=watermark, on_text=_stream, **chosen)
+            sys.stdout.write("\n")
+            return
+        for title, text in r.sample(n, seed=seed, watermark=watermark, **chosen).sections():
+            out.rule(title, style="dim")
+            out.print(text, markup=False, highlight=False)
+        return
+    outputs = r.sample(n, seed=seed, watermark=watermark, **chosen)
+    announce_identity(r, sign)
+    saved(outputs, out_dir or fresh(r.path / SAMPLES_DIR / "sample"), sign)
+    say_watermark(r, watermark)
+
+
+def _stream(piece: str) -> None:
+    sys.stdout.write(piece)
+    sys.stdout.flush()
+
+
+def vary(
+    run: Annotated[Path, typer.Argument(help="run folder (vae or diffusion)")],
+    image: Annotated[Path, typer.Argument(help="your image (PNG or JPEG)")],
+    n: Annotated[int, typer.Option("--n", help="number of variations")] = 8,
+    strength: Annotated[float, typer.Option(help="0 = the image itself, 1 = free sample")] = 0.5,
+    seed: Seed = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="new folder for the PNGs")] = None,
+    watermark: Watermark = None,
+    sign: Sign = None,
+) -> None:
+    """Make variations of your own image."""
+    from genlab.sample.images import load_image
+
+    if not 0 <= strength <= 1:
+        raise BadArgument("strength", f"must be in [0, 1], got {strength}")
+    check_new(out_dir)
+    r = genlab.load(run)
+    outputs = r.vary(load_image(image), n, strength=strength, seed=seed, watermark=watermark)
+    announce_identity(r, sign)
+    saved(outputs, out_dir or fresh(r.path / SAMPLES_DIR / "vary"), sign, prefix="variation")
+    say_watermark(r, watermark)
+
+
+def interpolate(
+    run: Annotated[Path, typer.Argument(help="run folder (gan, vae or diffusion)")],
+    steps: Annotated[int, typer.Option(help="frames from one end to the other")] = 10,
+    seed: Annotated[Optional[int], typer.Option(help="picks the two random end points")] = None,
+    start: Annotated[Optional[Path], typer.Option("--from", help="an image to start from")] = None,
+    end: Annotated[Optional[Path], typer.Option("--to", help="an image to end at")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="new folder for strip.png and the GIF")] = None,
+    watermark: Watermark = None,
+    sign: Sign = None,
+) -> None:
+    """Walk the latent space between two samples or two of your images: a strip and an animated GIF."""
+    from genlab.sample.images import load_image
+
+    if (start is None) != (end is None):
+        raise GenlabError("give both --from and --to, or neither")
+    if steps < 2:
+        raise BadArgument("steps", f"must be at least 2, got {steps}")
+    check_new(out_dir)
+    r = genlab.load(run)
+    ends = None if start is None else [load_image(start), load_image(end)]
+    outputs = r.interpolate(steps, seed=seed, images=ends, watermark=watermark)
+    announce_identity(r, sign)
+    saved(outputs, out_dir or fresh(r.path / SAMPLES_DIR / "interpolate"), sign)
+    say_watermark(r, watermark)

@@ -1,0 +1,57 @@
+"""Small helpers every network user needs once: eval mode and back, parameter counts, private seeded generators,
+spherical interpolation."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+
+@contextlib.contextmanager
+def eval_mode(*nets: torch.nn.Module, grad: bool = False) -> Iterator[None]:
+    """Dropout and batch-norm updates off inside the block (and no gradients unless ``grad``); each network's
+    former mode is restored after it, so a frozen EMA copy stays in eval mode."""
+    modes = [net.training for net in nets]
+    for net in nets:
+        net.eval()
+    try:
+        with torch.set_grad_enabled(grad):
+            yield
+    finally:
+        for net, mode in zip(nets, modes):
+            net.train(mode)
+
+
+def n_params(*nets: torch.nn.Module) -> int:
+    """Parameters of the networks (a tensor shared between them, e.g. tied embeddings, counted once)."""
+    seen = {id(p): p.numel() for net in nets for p in net.parameters()}
+    return sum(seen.values())
+
+
+def seeded_generator(seed: int | None) -> torch.Generator:
+    """A private CPU generator: seeded, or from OS entropy when seed is None (the global RNG is never touched)."""
+    g = torch.Generator()
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(seed)
+    return g
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation from ``a`` to ``b`` (any shape, same shape) at fractions ``t`` (S,) -> (S, *a.shape).
+
+    Gaussian latents keep a typical norm along the path (a straight line passes near the origin); when ``a`` and
+    ``b`` are (nearly) parallel the straight line is the same path and is used.
+    """
+    t = t.reshape(-1).to(a.dtype)
+    shape = (-1,) + (1,) * a.dim()
+    cos = torch.dot(a.flatten(), b.flatten()) / (a.norm() * b.norm()).clamp_min(1e-12)
+    omega = torch.arccos(cos.clamp(-1, 1))
+    if omega.abs() < 1e-4:
+        return torch.lerp(a[None], b[None], t.view(shape))
+    wa = (torch.sin((1 - t) * omega) / torch.sin(omega)).view(shape)
+    wb = (torch.sin(t * omega) / torch.sin(omega)).view(shape)
+    return wa * a + wb * b

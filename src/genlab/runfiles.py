@@ -1,0 +1,105 @@
+"""The files of a run folder, by name, in one place; and the small readers every layer uses on them.
+
+::
+
+    RUN/
+      config.toml             the full configuration (family, dataset, [model], [data], [train], [release])
+      config.json             the architecture, as needed to rebuild the network
+      model.safetensors       the weights (the best validation point's with train.keep_best)
+      tokenizer.json          families with a tokenizer
+      checkpoint.safetensors  weights + optimizer + RNG state + step, for --resume
+      release.json            the run id and the text watermark's secret key (made once)
+      lineage.json            the parent run this one was made from (fine-tuning, distillation), if any
+      metrics.jsonl           one JSON object per log line (train loss, lr, throughput) or validation
+      summary.json            how the last training session ended
+      loss.png                training and validation loss curves
+      eval.json               the last `genlab eval` report
+      energy.json             time, FLOPs and energy of each training session
+      audit.json              the last `genlab audit` report (audit/: its pictures)
+      README.md               the model card
+      samples/                previews written during training, and outputs written by default
+      data/                   the prepared data (tokenized splits, image arrays, ...)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+CONFIG_TOML = "config.toml"
+CONFIG_JSON = "config.json"
+MODEL_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+RELEASE_FILE = "release.json"
+LINEAGE_FILE = "lineage.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+LOSS_PLOT = "loss.png"
+EVAL_FILE = "eval.json"
+ENERGY_FILE = "energy.json"
+AUDIT_FILE = "audit.json"
+AUDIT_DIR = "audit"
+CARD_FILE = "README.md"
+SAMPLES_DIR = "samples"
+DATA_DIR = "data"
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``, or None when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    from genlab.files import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(data, indent=2).encode())
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of ``metrics.jsonl`` up to the first line cut short by a crash (what follows it is unreliable)."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+def summarize(path: Path) -> dict[str, Any]:
+    """Family, dataset, steps, best validation loss and wall time of a run folder, from its files."""
+    from genlab.config import read_toml
+
+    path = Path(path)
+    raw = read_toml(path / CONFIG_TOML)
+    rows = read_metrics(path / METRICS_FILE) if (path / METRICS_FILE).exists() else []
+    vals = [r["val_loss"] for r in rows if "val_loss" in r]
+    return {
+        "run": str(path),
+        "family": raw.get("family", "?"),
+        "dataset": raw.get("dataset", "?"),
+        "steps": max((r.get("step", 0) for r in rows), default=0),
+        "max_steps": raw.get("train", {}).get("max_steps"),
+        "best_val_loss": min(vals) if vals else math.nan,
+        "wall_s": max((r.get("elapsed_s", 0.0) for r in rows), default=0.0),
+        "resumable": (path / CHECKPOINT_FILE).is_file(),
+    }
+
+
+def list_run_folders(folder: Path) -> list[Path]:
+    """``folder`` itself when it is a run, else every run folder below it, sorted."""
+    from genlab.errors import GenlabError
+
+    if not folder.is_dir():
+        raise GenlabError(f"{folder}: no such folder")
+    if (folder / CONFIG_TOML).is_file():
+        return [folder]
+    return sorted(p.parent for p in folder.rglob(CONFIG_TOML))
