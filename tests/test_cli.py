@@ -85,3 +85,11 @@ def test_demo_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "bits per character" in r.stderr and "ROMEO:" in r.stderr
     assert (tmp_path / "demo" / "README.md").is_file() and (tmp_path / "demo" / "eval.json").is_file()
+
+
+def test_sample_options_come_from_the_run_modality(trained_run):
+    # an image option on a text run, and a bad value: refused by their flags, before any generation
+    for args, message in [(["--label", "3"], "--label is not an option of text runs"),
+                          (["--top-p", "2"], "--top-p must be in (0, 1], got 2.0")]:
+        r = genlab("sample", trained_run.path, *args)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -254,3 +254,17 @@ def test_export_round_trip(t5_run, tmp_path):
     generated = hf.generate(**tok(["alpha beta 3"], return_tensors="pt"), max_new_tokens=8)
     assert tok.decode(generated[0], skip_special_tokens=True) == model.sample(1, source="alpha beta 3",
                                                                            max_new_tokens=8)[0]
+
+
+def test_pairs_audit_finds_copied_targets_and_the_card_points_to_detect(t5_run):
+    # Run: the tiny model swaps two words; its data has 12 distinct targets, each in training and held out alike
+    report = t5_run.audit(n=20, seed=0)
+    # Assert: its outputs are training targets, as natural here as the held-out truths being ones
+    copies = report["memorisation"]["exact_copies"]
+    assert copies["heldout_share"] == 1.0 and copies["generated_share"] > 0.5
+    assert set(report["memorisation"]["by_size"]) == {"4", "8"} and report["memorisation"]["n_sources"] == 20
+    assert report["bias"]["skipped"] and len(report["summary"]) == 3
+    assert json.loads((t5_run.path / "audit.json").read_text())["modality"] == "pairs"
+    card = (t5_run.path / "README.md").read_text()
+    assert "pipeline_tag: text2text-generation" in card and "genlab detect FILE --run RUN" in card
+    assert "Exact copies of a training target" in card

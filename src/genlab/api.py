@@ -57,9 +57,10 @@ def train(
     if resume:
         config = _resume_config(family, data, family_cls, out, config_file, overrides)
     else:
-        config = cfgmod.build(family, data, family_cls.Config, family_cls.data_config_class(),
+        modality = modality_for(family_cls, data)
+        config = cfgmod.build(family, data, family_cls.Config, family_cls.data_config_class(modality),
                               base={"train": dict(family_cls.train_defaults)}, config_file=config_file,
-                              overrides=overrides)
+                              overrides=overrides, modality=modality)
         if out.exists() and any(out.iterdir()):
             hint = "add --resume to continue it" if (out / CONFIG_TOML).exists() else "choose a new --out"
             raise GenlabError(f"{out} already exists and is not empty; {hint}")
@@ -69,15 +70,15 @@ def train(
         from genlab.responsible.energy_record import EnergyTracker
 
         subscribers.append(EnergyTracker(out, config.release.country))  # a bad country fails before any writing
-    model = family_cls(config.model, parent=parent_run)
+    model = family_cls(config.model, parent=parent_run, modality=config.modality)
     if resume:
-        dataset = family_cls.load_data(config.data, out / DATA_DIR)
+        dataset = family_cls.load_data(config.data, out / DATA_DIR, modality=config.modality)
         model.build(dataset, seed=config.train.seed)
     else:
-        source = registry.get_modality(family_cls.modality).resolve(data)
+        source = registry.get_modality(config.modality).resolve(data)
         out.mkdir(parents=True, exist_ok=True)
         try:
-            dataset = family_cls.prepare_data(source, config.data, out / DATA_DIR)
+            dataset = family_cls.prepare_data(source, config.data, out / DATA_DIR, modality=config.modality)
             model.build(dataset, seed=config.train.seed)
         except BaseException:
             shutil.rmtree(out, ignore_errors=True)  # nothing half-made is left to be mistaken for a run
@@ -95,9 +96,28 @@ def train(
         from genlab.responsible.card import write_card
 
         write_json(out / SUMMARY_FILE, {**model.fit_summary_, "n_params": n_params(*model.networks_.values())})
-        plot_losses(out, unit=registry.get_modality(family_cls.modality).unit_name)
+        plot_losses(out, unit=registry.get_modality(config.modality).unit_name)
         write_card(out)  # RUN/README.md, the model card (`genlab card RUN` rewrites it)
     return Run(out, config, model, dataset)
+
+
+def modality_for(family_cls: type, data: str) -> str:
+    """The kind of data a run of ``family_cls`` on ``data`` learns: a registered dataset's own; for a user's path,
+    the first modality feeding the family that claims it (the family's own first, and the fallback)."""
+    named = registry.dataset_modality(data)
+    if named is not None:
+        feeds = registry.get_modality(named).data_interface
+        if feeds != family_cls.data_interface:
+            raise GenlabError(f"dataset '{data}' is {named} data; the {family_cls.name} family learns from "
+                              f"{family_cls.data_interface}, which {named} data does not give")
+        return named
+    path = Path(data).expanduser()
+    if path.exists():
+        for name in [family_cls.modality, *(m for m in registry.MODALITIES if m != family_cls.modality)]:
+            plugin = registry.get_modality(name)
+            if plugin.data_interface == family_cls.data_interface and plugin.claims(path):
+                return name
+    return family_cls.modality
 
 
 def _resume_config(family: str, data: str, family_cls: type, out: Path, config_file: Any,
@@ -111,8 +131,8 @@ def _resume_config(family: str, data: str, family_cls: type, out: Path, config_f
     if saved.dataset != data:
         raise GenlabError(f"cannot resume {out}: it was trained on '{saved.dataset}', not '{data}'")
     base = saved.to_dict()
-    config = cfgmod.build(family, data, family_cls.Config, family_cls.data_config_class(), base=base,
-                          config_file=config_file, overrides=overrides)
+    config = cfgmod.build(family, data, family_cls.Config, family_cls.data_config_class(saved.modality), base=base,
+                          config_file=config_file, overrides=overrides, modality=saved.modality)
     if config.model != saved.model or config.data != saved.data:
         changed = [f"{s}.{k}" for s in ("model", "data") for k, v in base[s].items() if config.to_dict()[s][k] != v]
         raise GenlabError(f"cannot resume {out}: the architecture or data settings differ ({', '.join(changed)})")

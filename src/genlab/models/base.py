@@ -39,7 +39,8 @@ class Family:
     """Base class of every model family."""
 
     name: ClassVar[str]  # registry name, e.g. "gpt"
-    modality: ClassVar[str]  # registry name of its modality, e.g. "text"
+    modality: ClassVar[str]  # registry name of its own modality, e.g. "text" (a run's may be another, see below)
+    data_interface: ClassVar[str]  # what its data offers it: "tokens", "token-pairs", "images" (a modality's feeds)
     Config: ClassVar[type]  # the family's config dataclass
     train_defaults: ClassVar[dict[str, Any]] = {}  # the family's own [train] defaults, e.g. GAN betas
     generates: ClassVar[bool] = True  # makes new content through `sample` (bert only fills masks and embeds)
@@ -48,29 +49,30 @@ class Family:
     parent_relation: ClassVar[str] = "made from"  # how a model card names the relation, e.g. "distilled from"
     example: ClassVar[dict[str, Any]] = {}  # its smallest run: {"data": dataset, "set": [overrides]} (tests, docs)
 
-    def __init__(self, config: Any, *, parent: Any = None) -> None:
+    def __init__(self, config: Any, *, parent: Any = None, modality: str | None = None) -> None:
         self.config = config
         self.parent = parent  # the loaded run this one builds on (fine-tuning, distillation), or None
+        self.modality = modality or type(self).modality  # the run's kind of data: any whose data feeds the family
 
     @property
     def unit(self) -> str:
         """What training throughput counts (the modality's unit: "tok", "img")."""
         return registry.get_modality(self.modality).unit
 
-    # -- data -----------------------------------------------------------------------------------------------------
+    # -- data: the run's modality prepares it; any modality that feeds ``data_interface`` will do -------------------
     @classmethod
-    def data_config_class(cls) -> type:
-        return registry.get_modality(cls.modality).DataConfig
+    def data_config_class(cls, modality: str | None = None) -> type:
+        return registry.get_modality(modality or cls.modality).DataConfig
 
     @classmethod
-    def prepare_data(cls, source: Any, data_config: Any, folder: Path) -> Any:
+    def prepare_data(cls, source: Any, data_config: Any, folder: Path, *, modality: str | None = None) -> Any:
         """First use of a dataset: the modality's preparation (a family may add to it, as bert adds [MASK])."""
-        return registry.get_modality(cls.modality).prepare(source, data_config, folder)
+        return registry.get_modality(modality or cls.modality).prepare(source, data_config, folder)
 
     @classmethod
-    def load_data(cls, data_config: Any, folder: Path) -> Any:
+    def load_data(cls, data_config: Any, folder: Path, *, modality: str | None = None) -> Any:
         """Reopen what ``prepare_data`` cached."""
-        return registry.get_modality(cls.modality).load(data_config, folder)
+        return registry.get_modality(modality or cls.modality).load(data_config, folder)
 
     # -- networks -------------------------------------------------------------------------------------------------
     def build(self, data: Any, *, seed: int) -> None:

@@ -29,7 +29,7 @@ from tokenizers import AddedToken, Tokenizer
 from transformers import BertConfig, BertForMaskedLM
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from genlab.data.tokens import TextData, TextDataConfig, prepare_text
+from genlab.data.tokens import TextData, TextDataConfig
 from genlab.errors import BadArgument, GenlabError
 from genlab.files import atomic_write_bytes
 from genlab.models.base import Family
@@ -117,6 +117,7 @@ def mask_tokens(x: torch.Tensor, *, mask_id: int, n_regular: int, mask_prob: flo
 class BERT(Family):
     name = "bert"
     modality = "text"
+    data_interface = "tokens"
     hf_auto_class = "AutoModelForMaskedLM"  # what loads its export_hf folder
     Config = BERTConfig
     generates: ClassVar[bool] = False  # fills masks and embeds; `sample` is refused
@@ -125,9 +126,10 @@ class BERT(Family):
                                                  "train.warmup_steps=5"]}
 
     # -- data -----------------------------------------------------------------------------------------------------
-    @staticmethod
-    def prepare_data(source: Any, data_config: TextDataConfig, folder: Path) -> TextData:
-        data = prepare_text(source, data_config, folder)
+    @classmethod
+    def prepare_data(cls, source: Any, data_config: TextDataConfig, folder: Path, *, modality: str | None = None
+                     ) -> TextData:
+        data = super().prepare_data(source, data_config, folder, modality=modality)
         add_special_tokens(data.tokenizer, bpe=data_config.tokenizer == "bpe")
         meta = {**data.meta, "vocab_size": data.tokenizer.get_vocab_size(), "special_tokens": [MASK, PAD]}
         atomic_write_bytes(folder / "meta.json", json.dumps(meta, indent=1).encode())

@@ -75,6 +75,7 @@ class DiffusionConfig:
 class Diffusion(Family):
     name = "diffusion"
     modality = "image"
+    data_interface = "images"
     Config = DiffusionConfig
     example: ClassVar[dict[str, Any]] = {"set": ["model.channels=[8, 16]", "model.timesteps=100",
                                                  "model.sample_steps=5", "train.batch_size=16",

@@ -136,6 +136,7 @@ class GAN(Family):
 
     name = "gan"
     modality = "image"
+    data_interface = "images"
     Config = GANConfig
     example = {"set": ["model.z_dim=16", "model.width=8", "train.batch_size=32", "train.warmup_steps=5"]}
     train_defaults = {"lr": 2e-4, "min_lr": 2e-5, "beta1": 0.5, "beta2": 0.999, "weight_decay": 0.0,

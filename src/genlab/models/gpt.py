@@ -68,6 +68,7 @@ class GPTConfig:
 class GPT(Family):
     name = "gpt"
     modality = "text"
+    data_interface = "tokens"
     hf_auto_class = "AutoModelForCausalLM"  # what loads its export_hf folder
     Config = GPTConfig
     example = {"set": ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=32",

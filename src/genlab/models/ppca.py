@@ -46,13 +46,13 @@ class PPCAConfig:
 
 
 class PPCANet(nn.Module):
-    """The fitted Gaussian, as buffers (saved with the weights, never optimized). Fresh: N(0, I), no structure."""
+    """The fitted Gaussian's parameters (fitted by ``solve``, never by gradients). Fresh: N(0, I), no structure."""
 
     def __init__(self, dim: int, q: int) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))  # (D,) mu
-        self.register_buffer("weight", torch.zeros(dim, q))  # (D, q) W
-        self.register_buffer("log_var", torch.zeros(()))  # log sigma^2
+        self.mean = nn.Parameter(torch.zeros(dim), requires_grad=False)  # (D,) mu
+        self.weight = nn.Parameter(torch.zeros(dim, q), requires_grad=False)  # (D, q) W
+        self.log_var = nn.Parameter(torch.zeros(()), requires_grad=False)  # log sigma^2
 
     def posterior(self) -> torch.Tensor:
         """M^-1 (q, q), M = W^T W + sigma^2 I: the posterior of z given x has mean M^-1 W^T (x - mu)."""
@@ -74,6 +74,7 @@ class PPCANet(nn.Module):
 class PPCA(Family):
     name = "ppca"
     modality = "image"
+    data_interface = "images"
     Config = PPCAConfig
     iterative: ClassVar[bool] = False
     example: ClassVar[dict[str, Any]] = {"set": ["model.components=8", "train.batch_size=64"]}

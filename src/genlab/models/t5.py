@@ -55,6 +55,7 @@ class T5Config:
 class T5(Family):
     name = "t5"
     modality = "pairs"
+    data_interface = "token-pairs"
     hf_auto_class = "AutoModelForSeq2SeqLM"  # what loads its export_hf folder
     Config = T5Config
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 2e-3, "min_lr": 2e-4}  # a from-scratch T5 this small trains well at a higher rate

@@ -96,6 +96,7 @@ class VAENet(nn.Module):
 class VAE(Family):
     name = "vae"
     modality = "image"
+    data_interface = "images"
     Config = VAEConfig
     example = {"set": ["model.latent_dim=8", "model.width=8", "model.hidden=32", "train.batch_size=32",
                        "train.warmup_steps=5"]}

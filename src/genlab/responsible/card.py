@@ -76,8 +76,8 @@ def _gather(run_dir: Path, raw: dict[str, Any]) -> dict[str, Any]:
 
     family = str(raw.get("family", "?"))
     try:
-        plugin = registry.get_modality(registry.get_family(family).modality)
-    except GenlabError:  # a family this genlab does not have: the card is still written
+        plugin = registry.get_modality(raw.get("modality") or registry.get_family(family).modality)
+    except GenlabError:  # a family or modality this genlab does not have: the card is still written
         plugin = None
     dataset = str(raw.get("dataset", "?"))
     return {

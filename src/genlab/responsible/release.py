@@ -89,7 +89,7 @@ class Release:
 
         on, model = self.watermarks(watermark), self.run.model
         kwargs = self.marks.during(model, dict(options)) if on else dict(options)
-        outputs = model.sample(n, seed=seed, **kwargs)
+        outputs = self.run.modality.sample(model, n, seed=seed, **kwargs)
         if on:
             outputs = self.marks.after(outputs)
         return self.attach(outputs, watermark=on, seed=seed, **manifest_params(self.run.modality, options))
