@@ -268,3 +268,4 @@ def test_pairs_audit_finds_copied_targets_and_the_card_points_to_detect(t5_run):
     card = (t5_run.path / "README.md").read_text()
     assert "pipeline_tag: text2text-generation" in card and "genlab detect FILE --run RUN" in card
     assert "Exact copies of a training target" in card
+    assert t5_run.detect("beta alpha gamma delta").document.tokens_scored > 0  # the keyed mark can be tested

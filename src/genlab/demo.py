@@ -10,13 +10,14 @@ from rich.console import Console
 
 from genlab.api import train
 from genlab.errors import GenlabError
+from genlab.runfiles import CONFIG_TOML
 
 PROMPTS = ("ROMEO:\n", "To be, or not", "KING HENRY:\nWhat news")
 
 
 def run_demo(out: Path, *, minutes: float, console: Console) -> None:
     if out.exists():
-        if not (out / "config.toml").exists():
+        if not (out / CONFIG_TOML).exists():
             raise GenlabError(f"{out} exists and is not a genlab run; choose another --out")
         shutil.rmtree(out)  # the demo's own folder: each demo starts afresh
     config = resources.files("genlab") / "configs" / "demo.toml"

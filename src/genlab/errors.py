@@ -13,13 +13,18 @@ class BadArgument(GenlabError):
     """A bad value for one argument, or an argument that does not apply (a sampling option, say).
 
     ``param`` names it as the Python API spells it (``max_new_tokens``); the command line shows it as its flag
-    (``--max-new-tokens``), the HTTP API as OpenAI's error ``param``.
+    (``--max-new-tokens``), the HTTP API as OpenAI's error ``param``. ``valid`` lists the arguments that do apply,
+    named the same way.
     """
 
-    def __init__(self, param: str, problem: str) -> None:
-        super().__init__(f"{param} {problem}")
-        self.param, self.problem = param, problem
+    def __init__(self, param: str, problem: str, *, valid: tuple[str, ...] = ()) -> None:
+        self.param, self.problem, self.valid = param, problem, tuple(valid)
+        super().__init__(self._text(lambda name: name))
 
     def flag(self) -> str:
-        """The message with the argument as a command-line flag."""
-        return f"--{self.param.replace('_', '-')} {self.problem}"
+        """The message with the arguments as command-line flags."""
+        return self._text(lambda name: f"--{name.replace('_', '-')}")
+
+    def _text(self, spell) -> str:
+        listed = f" (valid: {', '.join(map(spell, self.valid)) or 'none'})" if self.valid else ""
+        return f"{spell(self.param)} {self.problem}{listed}"

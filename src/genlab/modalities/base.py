@@ -175,8 +175,7 @@ class Modality:
         schema = {o.name: o for o in self.options(kind)}
         for name in given:
             if name not in schema:
-                valid = ", ".join(sorted(schema)) or "none"
-                raise BadArgument(name, f"is not an option of {self.name} runs ({kind} options: {valid})")
+                raise BadArgument(name, f"is not an option of {self.name} runs", valid=tuple(schema))
         return {**{k: o.default for k, o in schema.items() if o.default is not None}, **given}
 
 
@@ -187,10 +186,10 @@ def accepts(fn: Callable[..., Any], options: dict[str, Any], what: str) -> None:
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    names = [k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    names = tuple(k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
     for name in options:
         if name not in params:
-            raise BadArgument(name, f"is not an option of {what} (it takes: {', '.join(names) or 'none'})")
+            raise BadArgument(name, f"is not an option of {what}", valid=names)
 
 
 def manifest_params(modality: Modality, options: dict[str, Any]) -> dict[str, Any]:

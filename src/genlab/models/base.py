@@ -47,7 +47,7 @@ class Family:
     iterative: ClassVar[bool] = True  # trained by gradient steps; False: fitted once by `solve`
     uses_parent: ClassVar[bool] = False  # builds on a parent run (fine-tuning, distillation): `train(parent=RUN)`
     parent_relation: ClassVar[str] = "made from"  # how a model card names the relation, e.g. "distilled from"
-    example: ClassVar[dict[str, Any]] = {}  # its smallest run: {"data": dataset, "set": [overrides]} (tests, docs)
+    example: ClassVar[dict[str, Any]] = {}  # its smallest settings, {"set": [overrides]}, on its modality's example data
 
     def __init__(self, config: Any, *, parent: Any = None, modality: str | None = None) -> None:
         self.config = config

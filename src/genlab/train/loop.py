@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from genlab.config import TrainConfig
+from genlab.nets import eval_mode
 from genlab.runfiles import CHECKPOINT_FILE, METRICS_FILE, SAMPLES_DIR, read_metrics
 from genlab.train import checkpoint as ckpt
 from genlab.train.distributed import is_main
@@ -248,23 +249,15 @@ class Trainer:
         self._emit("validation", step=step, val_loss=val)
         return val
 
-    @torch.no_grad()
     def validate(self) -> float:
         """The mean validation loss on the fixed validation batches (the same batches at every call)."""
-        nets = self.family.networks_
-        modes = {name: net.training for name, net in nets.items()}
-        for net in nets.values():
-            net.eval()
         g = torch.Generator().manual_seed(self.config.seed + EVAL_SEED_OFFSET)
         losses = []
-        try:
+        with eval_mode(*self.family.networks_.values()):  # a frozen EMA copy stays in eval mode after
             for _ in range(self.config.eval_batches):
                 batch = to_device(self.data.batch("val", self.config.batch_size, g), self.device)
                 with self.precision.autocast():
                     losses.append(self.family.validation_loss(batch))
-        finally:
-            for name, net in nets.items():
-                net.train(modes[name])  # a frozen EMA copy stays in eval mode
         return float(sum(losses) / len(losses))
 
     def _restore_kept(self) -> None:
