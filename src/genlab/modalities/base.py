@@ -4,8 +4,9 @@ A modality (``modalities/text.py``, ``pairs.py``, ``image.py``) says how its dat
 and reopened; which built-in datasets it reads and how it reads the user's own files; what its outputs are and how
 they become files (``Outputs``); which options sampling and evaluation take (``Option`` schemas that the command
 line and the HTTP API build their parameters from); how its outputs are watermarked (``Marks``); how a run of it
-is audited; and what a model card says about it. ``genlab.registry.MODALITIES`` names each plugin; families name
-their modality (``Family.modality``) and nothing outside a plugin tests a modality's name.
+is audited; and what a model card says about it. ``genlab.registry.MODALITIES`` names each plugin. A run's
+modality comes from its data; a family learns from every modality whose ``data_interface`` it takes. Nothing
+outside a plugin tests a modality's name.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Outputs:
 
     modality: ClassVar[str]  # the registry name of the modality that made them
     prompt: str | None = None  # user content the outputs answer (hashed into manifests), if any
+    release: Any = None  # the run's release layer, attached by ``Run.sample`` (None: made without a run)
+    generation: dict[str, Any] | None = None  # what a manifest says about how they were made (with ``release``)
 
     def files(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         """(file name, content) of every file the outputs become."""
@@ -64,12 +67,11 @@ class Outputs:
 
     def writer(self, sign: bool | None = None) -> Writer:
         """The function that writes one file: the run's signing writer, or a plain atomic write."""
-        release = getattr(self, "release", None)
-        if release is None:
+        if self.release is None:
             if sign:
                 raise GenlabError("these outputs were not made through a run, so there is no run to sign them for")
             return write_plain
-        return release.writer(self.generation, sign=sign)
+        return self.release.writer(self.generation, sign=sign)
 
 
 # -- the modality -----------------------------------------------------------------------------------------------
