@@ -9,6 +9,8 @@ import sys
 import pytest
 import torch
 
+import genlab
+
 from genlab.errors import GenlabError
 from genlab.responsible.release import RELEASE_FILE, run_identity
 from genlab.responsible.text_watermark import TextWatermark
@@ -85,16 +87,37 @@ def test_random_edits_lower_the_score(trained_run):
 
 
 def test_release_file_is_made_once_and_checked(trained_run, tmp_path):
-    # setup: the trained run has one; a fresh folder gets one on demand
+    # setup: the trained run has one; a fresh folder gets one only when asked to make it
     saved = json.loads((trained_run.path / RELEASE_FILE).read_text())
+    with pytest.raises(GenlabError, match="has no release.json"):
+        run_identity(tmp_path)
     # run
     again = run_identity(trained_run.path)
-    fresh = run_identity(tmp_path)
+    fresh = run_identity(tmp_path, create=True)
+    recorded = json.loads((tmp_path / RELEASE_FILE).read_text())
     (tmp_path / RELEASE_FILE).write_text("{not json")
-    # assert
+    # assert: a run made before the scheme was recorded reads as lefthash-1; new runs record theirs
     assert again.run_id == saved["run_id"] and len(again.run_id) == 32 and fresh.run_id != again.run_id
+    assert again.text_scheme == "lefthash-1" and recorded["text_scheme"] == fresh.text_scheme
     with pytest.raises(GenlabError, match="corrupted"):
         run_identity(tmp_path)
+
+
+def test_a_detector_never_makes_a_key(trained_run, tmp_path):
+    # setup: a copy of the run that lost its release.json, and a text its key marked
+    import shutil
+
+    text = trained_run.sample(1, prompt="HAMLET:", max_new_tokens=150, seed=1)[0]
+    lost = tmp_path / "lost"
+    shutil.copytree(trained_run.path, lost)
+    (lost / RELEASE_FILE).unlink()
+    # run / assert: detection refuses, and writes nothing
+    with pytest.raises(GenlabError, match="has no release.json"):
+        genlab.load(lost).detect(text)
+    assert not (lost / RELEASE_FILE).exists()
+    # generating again makes a new key, for the new outputs only
+    genlab.load(lost).sample(1, max_new_tokens=5, seed=1)
+    assert json.loads((lost / RELEASE_FILE).read_text())["run_id"] != trained_run.release.identity.run_id
 
 
 def test_cli_sample_to_files_then_detect_and_verify(trained_run, tmp_path):

@@ -87,7 +87,7 @@ def train(
         from genlab.responsible.release import run_identity
 
         cfgmod.write_toml(config, out / CONFIG_TOML)
-        run_identity(out)  # the run id and text-watermark key, made once
+        run_identity(out, create=True)  # the run id and text-watermark key, made once
         if parent_run is not None and not resume:
             write_json(out / LINEAGE_FILE, _lineage(family_cls, parent_run))
     model.fit(dataset, config.train, run_dir=out, resume=resume, progress=progress, callbacks=subscribers)

@@ -71,7 +71,7 @@ class TextMarks(Marks):
     The family's ``sample`` takes ``logits_processor``; the model has ``tokenizer_`` and ``vocab_size_``.
     """
 
-    scheme = "kirchenbauer-2023-lefthash"
+    scheme = "kirchenbauer-2023"
     keyed = True
     suffixes = TEXT_SUFFIXES
 
@@ -82,7 +82,8 @@ class TextMarks(Marks):
         self.identity = release.identity
         self.tokenizer = model.tokenizer_
         self.watermark = TextWatermark(model.vocab_size_, release.identity.text_key, gamma=cfg.text_gamma,
-                                       delta=cfg.text_delta, z_threshold=cfg.z_threshold)
+                                       delta=cfg.text_delta, z_threshold=cfg.z_threshold,
+                                       scheme=release.identity.text_scheme)
 
     def during(self, model: Any, options: dict[str, Any]) -> dict[str, Any]:
         """The mark's processor after the caller's own ``logits_processor`` (a constraint), if any."""

@@ -28,12 +28,16 @@ from genlab.files import Writer, atomic_write_bytes, write_plain
 from genlab.runfiles import MODEL_FILE, RELEASE_FILE
 
 
+TEXT_SCHEME = "lefthash-1"  # the text watermark's seeding of new runs (``text_watermark.SCHEMES``)
+
+
 @dataclass(frozen=True)
 class RunIdentity:
     """Made once per run and never changed."""
 
     run_id: str  # 32 random hex digits naming the run in manifests and watermarks
     text_key: int  # secret key seeding the text watermark's green lists
+    text_scheme: str = "lefthash-1"  # how the green lists are seeded (runs made before it was recorded: lefthash-1)
 
     @property
     def payload(self) -> int:
@@ -41,19 +45,26 @@ class RunIdentity:
         return int(self.run_id[:8], 16)
 
 
-def run_identity(run_dir: Path, *, create: bool = True) -> RunIdentity:
-    """The run's ``release.json``; made (atomically) the first time it is needed."""
+def run_identity(run_dir: Path, *, create: bool = False) -> RunIdentity:
+    """The run's ``release.json``; made (atomically) only with ``create`` and only if missing.
+
+    Training makes it; so does generating from a run that has none. Nothing that detects or verifies ever makes
+    one: a new key would call every text the lost key marked "not watermarked".
+    """
     path = Path(run_dir) / RELEASE_FILE
     if path.is_file():
         try:
             raw = json.loads(path.read_text())
-            return RunIdentity(run_id=str(raw["run_id"]), text_key=int(raw["text_key"]))
+            return RunIdentity(run_id=str(raw["run_id"]), text_key=int(raw["text_key"]),
+                               text_scheme=str(raw.get("text_scheme", "lefthash-1")))
         except (ValueError, KeyError, TypeError) as e:
             raise GenlabError(f"{path} is corrupted ({e}); its watermark key is lost, restore it from a backup") from None
     if not create:
-        raise GenlabError(f"{run_dir} has no {RELEASE_FILE}; it has never generated anything")
-    identity = RunIdentity(run_id=secrets.token_hex(16), text_key=secrets.randbits(63))
-    atomic_write_bytes(path, json.dumps({"run_id": identity.run_id, "text_key": identity.text_key}, indent=2).encode())
+        raise GenlabError(f"{run_dir} has no {RELEASE_FILE}: the run id and watermark key of its outputs are lost, so "
+                          "they can no longer be tested or matched; restore the file from a backup")
+    identity = RunIdentity(run_id=secrets.token_hex(16), text_key=secrets.randbits(63), text_scheme=TEXT_SCHEME)
+    record = {"run_id": identity.run_id, "text_key": identity.text_key, "text_scheme": identity.text_scheme}
+    atomic_write_bytes(path, json.dumps(record, indent=2).encode())
     return identity
 
 
@@ -64,7 +75,19 @@ class Release:
     def __init__(self, run: Any) -> None:
         self.run = run
         self.config = run.config.release
-        self.identity = run_identity(run.path)
+        self._identity: RunIdentity | None = None
+
+    @property
+    def identity(self) -> RunIdentity:
+        """The run's id and watermark key (``release.json``); an error when it is missing: detectors never make one."""
+        if self._identity is None:
+            self._identity = run_identity(self.run.path)
+        return self._identity
+
+    def _generating(self) -> None:
+        """Generating from a run without ``release.json`` makes one (for the new outputs only)."""
+        if self._identity is None:
+            self._identity = run_identity(self.run.path, create=True)
 
     @cached_property
     def marks(self) -> Any:
@@ -87,6 +110,7 @@ class Release:
         the release attached to the outputs."""
         from genlab.modalities.base import manifest_params
 
+        self._generating()
         on, model = self.watermarks(watermark), self.run.model
         kwargs = self.marks.during(model, dict(options)) if on else dict(options)
         outputs = self.run.modality.sample(model, n, seed=seed, **kwargs)
@@ -96,6 +120,7 @@ class Release:
 
     def made(self, outputs: Any, *, watermark: bool | None = None, **params: Any) -> Any:
         """Outputs made otherwise than by ``sample`` (image variations, interpolations): marked, then attached."""
+        self._generating()
         on = self.watermarks(watermark)
         return self.attach(self.marks.after(outputs) if on else outputs, watermark=on, **params)
 

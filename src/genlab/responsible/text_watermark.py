@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from genlab.errors import GenlabError
+
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (ids (B, T), logits (B, V)) -> logits
+SCHEMES = ("lefthash-1",)  # green-list seedings: "lefthash-1" = the previous token and the key (context width 1)
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,13 @@ class TextWatermark:
     """A run's text watermark: the processor that marks generation and the detector that finds the mark."""
 
     def __init__(self, vocab_size: int, key: int, *, gamma: float = 0.25, delta: float = 2.0,
-                 z_threshold: float = 4.0, ignore_repeated: bool = True) -> None:
+                 z_threshold: float = 4.0, ignore_repeated: bool = True, scheme: str = "lefthash-1") -> None:
         from transformers import WatermarkLogitsProcessor
+
+        if scheme not in SCHEMES:
+            raise GenlabError(f"unknown text watermark scheme {scheme!r} (this genlab knows {', '.join(SCHEMES)}); "
+                              "the run was made by a newer genlab")
+        self.scheme = scheme
 
         self.vocab_size, self.key, self.gamma, self.delta = vocab_size, key, gamma, delta
         self.z_threshold, self.ignore_repeated = z_threshold, ignore_repeated
@@ -75,7 +83,7 @@ class TextWatermark:
     @property
     def generation_params(self) -> dict[str, float | str]:
         """What a manifest records about the mark (never the key)."""
-        return {"scheme": "kirchenbauer-2023-lefthash", "gamma": self.gamma, "delta": self.delta}
+        return {"scheme": f"kirchenbauer-2023-{self.scheme}", "gamma": self.gamma, "delta": self.delta}
 
     def green_mask(self, previous: int) -> torch.Tensor:
         """(V,) bool: the green list that follows ``previous``, as the processor computes it."""
