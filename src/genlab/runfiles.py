@@ -13,7 +13,8 @@
       metrics.jsonl           one JSON object per log line (train loss, lr, throughput) or validation
       summary.json            how the last training session ended
       loss.png                training and validation loss curves
-      eval.json               the last `genlab eval` report
+      eval.json               the last full `genlab eval` report (what the model card shows)
+      eval.partial.json       the last partial one (e.g. on the first 20,000 held-out tokens): never replaces it
       energy.json             time, FLOPs and energy of each training session
       audit.json              the last `genlab audit` report (audit/: its pictures)
       README.md               the model card
@@ -39,6 +40,7 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 LOSS_PLOT = "loss.png"
 EVAL_FILE = "eval.json"
+EVAL_PARTIAL_FILE = "eval.partial.json"
 ENERGY_FILE = "energy.json"
 AUDIT_FILE = "audit.json"
 AUDIT_DIR = "audit"

@@ -23,6 +23,7 @@ from genlab.runfiles import (
     CONFIG_TOML,
     DATA_DIR,
     EVAL_FILE,
+    EVAL_PARTIAL_FILE,
     LINEAGE_FILE,
     list_run_folders,
     read_json,
@@ -52,6 +53,9 @@ class Run:
                            modality=config.modality)
         model.build(data, seed=config.train.seed)
         model.load_weights(path)
+        device = inference_device(config.train.device)
+        for net in [*model.networks_.values(), *getattr(model, "frozen_", {}).values()]:
+            net.to(device)  # sampling, evaluation and audits run where the run asks (a GPU when it trained on one)
         return cls(path, config, model, data)
 
     @property
@@ -100,12 +104,16 @@ class Run:
 
     # -- measuring --------------------------------------------------------------------------------------------
     def evaluate(self, *, save: bool = True, **options: Any) -> dict[str, Any]:
-        """The family's report on the held-out split; kept in ``eval.json`` for the model card."""
+        """The family's report on the held-out split; kept in ``eval.json`` for the model card, or, when the options
+        cover only part of the split, in ``eval.partial.json`` (marked ``partial``)."""
         self.modality.check_evaluate(self.model, options)
         report = {"run": str(self.path), "family": self.config.family, "dataset": self.config.dataset,
                   **self.modality.evaluate(self.model, self.data, **options)}
-        if save:
-            write_json(self.path / EVAL_FILE, report)
+        partial = self.modality.partial(options, self.data)
+        if partial:
+            report["partial"] = partial
+        if save:  # a partial evaluation never replaces the full one the card shows
+            write_json(self.path / (EVAL_PARTIAL_FILE if partial else EVAL_FILE), report)
             self.write_card()
         return report
 
@@ -137,15 +145,24 @@ class Run:
         return marks.detect(content, **kwargs)
 
     def export(self, out: str | Path) -> Path:
-        from genlab.files import atomic_folder
+        """A new folder that loads without genlab (transformers, diffusers or PyTorch alone), with the model card
+        and how to use it as ``README.md``."""
+        from genlab.files import UMASK, atomic_folder, atomic_write_bytes
+        from genlab.responsible.card import render_card
+        from genlab.runfiles import CARD_FILE
 
         out = Path(out)
         if out.exists():
             raise GenlabError(f"{out} already exists; choose a new folder to export to")
-        export = getattr(self.model, "export_hf", None)
-        if export is None:
-            raise GenlabError(f"the {self.config.family} family has no export format yet")
-        atomic_folder(out, export)
+
+        def write(tmp: Path) -> None:
+            self.model.export(tmp)
+            card = render_card(self.path, usage=self.model.usage(str(out)))
+            atomic_write_bytes(tmp / CARD_FILE, card.encode("utf-8"))
+            for path in tmp.rglob("*"):  # libraries may write private (0600) files; an export holds no secret
+                path.chmod((0o777 if path.is_dir() else 0o666) & ~UMASK)
+
+        atomic_folder(out, write)
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -158,6 +175,14 @@ def read_run_config(path: Path) -> cfgmod.RunConfig:
     modality = raw.get("modality") or family_cls.modality  # runs made before runs recorded it: the family's own
     return cfgmod.build(raw["family"], raw.get("dataset", "?"), family_cls.Config, family_cls.data_config_class(modality),
                         base=raw, modality=modality)
+
+
+def inference_device(setting: str) -> Any:
+    """Where a loaded run computes: CUDA when its ``train.device`` is "cuda" or "auto" and a GPU is visible, else
+    the CPU (a run trained on a GPU still loads on a machine without one)."""
+    import torch
+
+    return torch.device("cuda" if setting in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
 
 
 def parent_of(path: Path) -> Run | None:

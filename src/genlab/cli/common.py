@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -117,20 +118,22 @@ def saved(outputs: Any, folder: Path, sign: Optional[bool], prefix: str = "sampl
     return folder
 
 
-def flat_table(report: dict, title: str) -> Table:
-    table = Table(title=title)
-    table.add_column("figure")
-    table.add_column("value", overflow="fold")
+def table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
+    """A table whose cells wrap rather than cut: a run name, a dataset or a file name is never shortened."""
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col, justify="right" if col in right else "left", overflow="fold")
+    return t
 
-    def walk(d: dict, prefix: str = "") -> None:
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}.")
-            elif isinstance(v, (int, float, str, bool)) or v is None:
-                table.add_row(f"{prefix}{k}", f"{v:.4g}" if isinstance(v, float) else str(v))
 
-    walk(report)
-    return table
+def write_text(text: str) -> None:
+    """Text exactly as generated (no wrapping, no markup), then a newline."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
 
 
 RunArg = Annotated[Path, typer.Argument(help="run folder")]

@@ -16,9 +16,11 @@ from genlab.cli.common import (
     fresh,
     given,
     out,
+    print_json,
     say_watermark,
     saved,
     with_options,
+    write_text,
 )
 from genlab.errors import BadArgument, GenlabError
 from genlab.runfiles import SAMPLES_DIR
@@ -37,6 +39,7 @@ def sample(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="new folder for the files (text: default is the terminal)")] = None,
     watermark: Watermark = None,
     sign: Sign = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the outputs (or the files written) as JSON")] = False,
     **options: Any,
 ) -> None:
     """Generate from a trained run: text to the terminal or .txt files, images as PNG files and a grid.
@@ -49,20 +52,26 @@ def sample(
     r = genlab.load(run)
     chosen = given(options, r.modality, "sample")
     if out_dir is None and r.modality.prints:
-        if n == 1 and r.modality.streams:  # one text: shown as it is generated
+        if n == 1 and r.modality.streams and not as_json:  # one text: shown as it is generated, verbatim
             sys.stdout.write(r.modality.stream_prefix(chosen))
             sys.stdout.flush()
             r.sample(1, seed=seed, watermark=watermark, on_text=_stream, **chosen)
             sys.stdout.write("\n")
             return
-        for title, text in r.sample(n, seed=seed, watermark=watermark, **chosen).sections():
+        sections = r.sample(n, seed=seed, watermark=watermark, **chosen).sections()
+        if as_json:
+            print_json([{"title": title, "text": text} for title, text in sections])
+            return
+        for title, text in sections:
             out.rule(title, style="dim")
-            out.print(text, markup=False, highlight=False)
+            write_text(text)
         return
     outputs = r.sample(n, seed=seed, watermark=watermark, **chosen)
     announce_identity(r, sign)
-    saved(outputs, out_dir or fresh(r.path / SAMPLES_DIR / "sample"), sign)
+    folder = saved(outputs, out_dir or fresh(r.path / SAMPLES_DIR / "sample"), sign)
     say_watermark(r, watermark)
+    if as_json:
+        print_json({"folder": str(folder), "files": sorted(p.name for p in folder.iterdir())})
 
 
 def _stream(piece: str) -> None:

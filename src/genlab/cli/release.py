@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
 import genlab
-from genlab.cli.common import RunArg, err, flat_table, out
+from genlab.cli.common import RunArg, err, out, print_json, table
 from genlab.errors import GenlabError
 
 
@@ -33,16 +33,23 @@ def verify(
     run: Annotated[Optional[Path], typer.Option(help="keyed watermarks (text): the run whose key to use")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Check each file's C2PA signature and its watermark, together. Exit code 1 if any is not trusted."""
+    """Check each file's C2PA signature and its watermark, together: one verdict per file, whatever the others
+    hold. Exit code 1 if any file is not trusted."""
     from genlab.responsible.verify import verify as check
 
-    verdicts = [check(f, runs=runs_, run=run) for f in files]
+    verdicts = []
+    for f in files:
+        try:
+            verdicts.append(_verdict_dict(check(f, runs=runs_, run=run)))
+        except GenlabError as e:  # this file cannot be checked at all (missing, a folder, unreadable): its verdict
+            verdicts.append({"file": str(f), "signature": "unreadable", "signer": None, "failures": [str(e)],
+                             "generation": None, "watermark": None})
     if as_json:
-        print(json.dumps([_verdict_dict(v) for v in verdicts], indent=2, default=str))
+        print(json.dumps(verdicts, indent=2, default=str))
     else:
         for v in verdicts:
             _print_verdict(v)
-    if any(v.provenance.status != "trusted" for v in verdicts):
+    if any(v["signature"] != "trusted" for v in verdicts):
         raise typer.Exit(1)
 
 
@@ -54,29 +61,34 @@ def _verdict_dict(v) -> dict:
             "generation": p.generation, "watermark": dataclasses.asdict(v.watermark) if v.watermark else None}
 
 
-def _print_verdict(v) -> None:
-    p = v.provenance
-    colour = {"trusted": "green", "untrusted": "yellow", "tampered": "red", "unsigned": "red"}.get(p.status, "white")
-    out.print(f"[bold]{v.path}[/]: signature [bold {colour}]{p.status}[/]"
-              + (f" (signed by {p.signer})" if p.signer else ""), highlight=False)
-    for failure in p.failures:
-        out.print(f"  failure: {failure}", highlight=False)
-    g = p.generation or {}
+def _print_verdict(v: dict) -> None:
+    colour = {"trusted": "green", "untrusted": "yellow"}.get(v["signature"], "red")
+    line = Text.assemble((v["file"], "bold"), ": signature ", (v["signature"], f"bold {colour}"))
+    if v["signer"]:
+        line.append(f" (signed by {v['signer']})")
+    say = [line, *(f"  failure: {failure}" for failure in v["failures"])]
+    g = v["generation"] or {}
     if g:
-        out.print(f"  made by genlab {g.get('genlab_version', '?')}: {g.get('family', '?')} on "
-                  f"{g.get('dataset', '?')}, run {str(g.get('run_id', '?'))[:8]}, weights "
-                  f"{str(g.get('weights_sha256', '?'))[:12]}, seed {g.get('seed', '-')}", highlight=False)
-    w = v.watermark
-    if w is None:
-        out.print("  watermark: none for this format", highlight=False)
-    elif not w.checked:
-        out.print(f"  watermark: not checked ({w.note})", highlight=False)
+        say.append(f"  made by genlab {g.get('genlab_version', '?')}: {g.get('family', '?')} on "
+                   f"{g.get('dataset', '?')}, run {str(g.get('run_id', '?'))[:8]}, weights "
+                   f"{str(g.get('weights_sha256', '?'))[:12]}, seed {g.get('seed', '-')}")
+    w = v["watermark"]
+    if v["signature"] == "unreadable":
+        pass
+    elif w is None:
+        say.append("  watermark: none for this format")
+    elif not w["checked"]:
+        say.append(f"  watermark: not checked ({w['note']})")
     else:
-        what = ", ".join(f"{k} {val:.3g}" if isinstance(val, float) else f"{k} {val}" for k, val in w.detail.items()
+        what = ", ".join(f"{k} {val:.3g}" if isinstance(val, float) else f"{k} {val}" for k, val in w["detail"].items()
                          if k != "run" and val is not None)
-        agree = {True: "; matches the manifest's run", False: "; does NOT match the manifest's run", None: ""}
-        out.print(f"  watermark ({w.scheme}): {'found' if w.found else 'not found'} ({what}){agree[w.matches_manifest]}"
-                  + (f" [{w.note}]" if w.note else ""), highlight=False)
+        key = f"; looked for with the key of run {w['detail']['run']}" if w["detail"].get("run") else ""
+        agree = {True: "; it names the manifest's run", False: "; it names ANOTHER run than the manifest's",
+                 None: ""}[w["matches_manifest"]]
+        say.append(f"  watermark ({w['scheme']}): {'found' if w['found'] else 'not found'} ({what}){key}{agree}"
+                   + (f" [{w['note']}]" if w["note"] else ""))
+    for item in say:
+        out.print(item, markup=False, highlight=False, soft_wrap=True)
 
 
 def detect(
@@ -101,17 +113,17 @@ def detect(
                            "windows": [dataclasses.asdict(w) for w in d.windows]} for f, d in results], indent=2))
         return
     threshold = r.config.release.z_threshold
-    table = Table(title=f"watermark of {run} (gamma {r.config.release.text_gamma}, z threshold {threshold})")
-    for col in ("file", "tokens scored", "green", "z", "p-value", "verdict", f"best {window}-token window"):
-        table.add_column(col, justify="left" if col in ("file", "verdict") else "right")
+    t = table(f"watermark of {run} (gamma {r.config.release.text_gamma}, z threshold {threshold})", "file",
+              "tokens scored", "green", "z", "p-value", "verdict", f"best {window}-token window",
+              right=("tokens scored", "green", "z", "p-value"))
     for f, d in results:
         s, best = d.document, d.best_window
-        verdict = "[bold red]watermarked[/]" if s.watermarked else "not watermarked"
+        verdict = Text("watermarked", "bold red") if s.watermarked else "not watermarked"
         where = "-" if best is None else f"z {best.z:.2f} at tokens {best.start}-{best.end}" + \
             (" (watermarked)" if best.watermarked else "")
-        table.add_row(str(f), str(s.tokens_scored), f"{s.green_fraction:.1%}", f"{s.z:.2f}", f"{s.p_value:.2e}",
-                      verdict, where)
-    out.print(table)
+        t.add_row(Text(str(f)), str(s.tokens_scored), f"{s.green_fraction:.1%}", f"{s.z:.2f}", f"{s.p_value:.2e}",
+                  verdict, where)
+    out.print(t)
 
 
 def audit(
@@ -124,10 +136,14 @@ def audit(
     r = genlab.load(run)
     report = r.audit(n=n, seed=seed)
     if as_json:
-        print(json.dumps(report, indent=2, default=float))
+        print_json(report)
         return
-    out.print(flat_table(report, f"audit of {run}"))
-    err.print(f"report in [bold]{r.path / 'audit.json'}[/]; model card {r.path / 'README.md'}")
+    out.print(f"audit of {run}: {report['n']} samples, seed {report['seed']}, {report['seconds']:.0f} s",
+              markup=False, highlight=False)
+    for line in report.get("summary", []):
+        out.print(f"- {line}", markup=False, highlight=False, soft_wrap=True)
+    err.print(f"every figure, the method and its limits in {r.path / 'audit.json'}; model card {r.path / 'README.md'}",
+              markup=False, highlight=False)
 
 
 def card(run: RunArg) -> None:

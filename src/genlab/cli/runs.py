@@ -2,115 +2,143 @@
 
 from __future__ import annotations
 
-import json
 import math
+import shlex
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.table import Table
 
 import genlab
-from genlab.cli.common import RunArg, err, given, out, with_options
+from genlab.cli.common import RunArg, err, given, out, print_json, table, with_options
 from genlab.errors import GenlabError
 from genlab.numbers import duration
 
+Json = Annotated[bool, typer.Option("--json", help="print JSON")]
+
 
 def train(
-    family: Annotated[str, typer.Argument(help="model family, e.g. gpt")],
-    data: Annotated[str, typer.Option("--data", help="dataset name (genlab data list) or a path")],
+    family: Annotated[str, typer.Argument(help="model family, e.g. gpt (genlab config show FAMILY lists its settings)")],
+    data: Annotated[str, typer.Option("--data", help="dataset name (genlab data list) or a path to your files")],
     out_: Annotated[Optional[Path], typer.Option("--out", help="run folder (default runs/FAMILY-DATA-TIME)")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with [model], [data], [train]")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. train.max_steps=500")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", help="a TOML file with [model], [data], [train], or the name of one genlab ships (genlab config list)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. train.max_steps=500 (repeat it)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its checkpoint")] = False,
+    max_steps: Annotated[Optional[int], typer.Option(help="train.max_steps: optimizer steps to train for")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="train.seed: the same seed gives the same run")] = None,
+    device: Annotated[Optional[str], typer.Option(help="train.device: auto, cpu or cuda")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="train.precision: auto, bf16 or fp32")] = None,
 ) -> None:
-    """Train a model and write a run folder."""
+    """Train a model and write a run folder (Ctrl-C saves a checkpoint to continue from with --resume)."""
+    from genlab.api import default_out
+
     if resume and out_ is None:
         raise GenlabError("--resume needs --out RUN, the run to continue")
-    run = genlab.train(family, data, out=out_, config_file=config, overrides=set_ or (), resume=resume, progress=True)
+    out_ = out_ if out_ is not None else default_out(family, data)
+    shorthands = {"max_steps": max_steps, "seed": seed, "device": device, "precision": precision}
+    overrides = [*(set_ or ()), *(f"train.{k}={v}" for k, v in shorthands.items() if v is not None)]
+    try:
+        run = genlab.train(family, data, out=out_, config_file=config, overrides=overrides, resume=resume,
+                           progress=True)
+    except KeyboardInterrupt:
+        _interrupted(family, data, out_)
+        raise typer.Exit(130) from None
     s = run.summary()
     err.print(f"[bold green]done[/]: {s['steps']} steps, best validation loss {s['best_val_loss']:.4f}, "
               f"{s['wall_s']:.0f} s; run in [bold]{run.path}[/]")
-    err.print(f"next: {next_commands(run)}", markup=False, highlight=False)
+    err.print("next:", highlight=False)
+    for command in next_commands(run):
+        err.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
 
 
-def next_commands(run: Any) -> str:
-    """What to try next with a run: sampling (with an example of what its modality needs) and evaluating."""
-    steps = [f"genlab eval {run.path}"]
-    if run.model.generates:
-        examples = " ".join(f"--{o.name.replace('_', '-')} {o.example!r}" for o in run.modality.sample_options
-                            if o.example)
-        steps.insert(0, f"genlab sample {run.path} {examples}".rstrip())
-    return "   ".join(steps)
+def _interrupted(family: str, data: str, out_: Path) -> None:
+    """Say what Ctrl-C left: the checkpoint's step and the command that continues from it."""
+    from genlab.runfiles import CHECKPOINT_FILE
+    from genlab.train.checkpoint import checkpoint_step
+
+    step = checkpoint_step(out_ / CHECKPOINT_FILE)
+    if step is None:
+        err.print("interrupted before the first checkpoint: there is nothing to continue from", highlight=False)
+        return
+    command = shlex.join(["genlab", "train", family, "--data", data, "--out", str(out_), "--resume"])
+    err.print(f"interrupted: a checkpoint at step {step} is saved; continue with\n  {command}", markup=False,
+              highlight=False, soft_wrap=True)
+
+
+def next_commands(run: Any) -> list[str]:
+    """Commands that work for this run: its family's own verbs, sampling (with what its modality needs), eval."""
+    from genlab.usage import commands
+
+    return commands(type(run.model), run.modality, str(run.path))
 
 
 @with_options("evaluate")
-def eval_(
-    run: RunArg,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    **options: Any,
-) -> None:
+def eval_(run: RunArg, as_json: Json = False, **options: Any) -> None:
     """Evaluate a run on its held-out split. Which options apply depends on the run's kind of data."""
     r = genlab.load(run)
     report = r.evaluate(**given(options, r.modality, "evaluate"))
     if as_json:
-        print(json.dumps(report, indent=2))
+        print_json(report)
         return
     out.print(report_table(report))
 
 
-def report_table(report: dict) -> Table:
-    """Metrics as rows; a nested 'floor' and 'ceiling' become columns beside the model's own figures."""
-    refs = [k for k in ("floor", "ceiling") if isinstance(report.get(k), dict)]
-    table = Table(title=f"{report['family']} on {report['dataset']} (held-out split)")
-    table.add_column("metric")
-    table.add_column("model", justify="right")
-    for ref in refs:
-        table.add_column(f"{ref} ({'random weights' if ref == 'floor' else 'real data'})", justify="right")
+def report_table(report: dict) -> Any:
+    """The model's figures as rows, and each reference a report holds (floor, ceiling, a baseline) as a column."""
+    from genlab.evaluate.report import report_rows
 
-    def fmt(v) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
+    titles, rows = report_rows(report)
+    partial = f", partial: {report['partial']}" if report.get("partial") else ""
+    t = table(f"{report['family']} on {report['dataset']} (held-out split{partial})", *titles, right=tuple(titles[1:]))
+    for row in rows:
+        t.add_row(row[0], *map(_cell, row[1:]))
+    return t
 
-    for k, v in report.items():
-        if k in ("run", "family", "dataset", *refs):
-            continue
-        table.add_row(k, fmt(v), *(fmt(report[ref].get(k)) for ref in refs))
-    return table
+
+def _cell(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
 
 
 def export(
     run: RunArg,
-    dest: Annotated[Path, typer.Argument(help="new folder for the Hugging Face files")],
+    dest: Annotated[Path, typer.Argument(help="new folder for the exported model")],
 ) -> None:
-    """Write a folder that plain transformers loads (from_pretrained)."""
+    """Write a folder that plain transformers or diffusers loads (with the model card and how to use it)."""
     r = genlab.load(run)
     path = r.export(dest)
-    auto = getattr(r.model, "hf_auto_class", "AutoModel")
-    err.print(f"exported to [bold]{path}[/]: transformers.{auto}.from_pretrained('{path}')")
+    err.print(f"exported to [bold]{path}[/]: {r.model.export_hint.format(path=path)}", highlight=False)
 
 
-def runs(folder: Annotated[Path, typer.Argument(help="folder holding runs")] = Path("runs")) -> None:
+def runs(folder: Annotated[Path, typer.Argument(help="folder holding runs")] = Path("runs"), as_json: Json = False
+         ) -> None:
     """List runs: family, dataset, steps, best validation loss, wall time."""
     rows = genlab.list_runs(folder)
-    table = Table(title=f"runs in {folder}")
-    for col in ("run", "family", "dataset", "steps", "best val loss", "wall time", "resumable"):
-        table.add_column(col, justify="right" if col in ("steps", "best val loss", "wall time") else "left")
+    if as_json:
+        print_json(rows)
+        return
+    t = table(f"runs in {folder}", "run", "family", "dataset", "steps", "best val loss", "wall time", "resumable",
+              right=("steps", "best val loss", "wall time"))
     for r in rows:
         best = "-" if math.isnan(r["best_val_loss"]) else f"{r['best_val_loss']:.4f}"
-        table.add_row(r["run"], r["family"], r["dataset"], f"{r['steps']}/{r['max_steps']}", best,
-                      duration(r["wall_s"]), "yes" if r["resumable"] else "no")
-    out.print(table if rows else f"no runs in {folder}")
+        t.add_row(r["run"], r["family"], r["dataset"], f"{r['steps']}/{r['max_steps']}", best, duration(r["wall_s"]),
+                  "yes" if r["resumable"] else "no")
+    out.print(t if rows else f"no runs in {folder}")
 
 
-def data_list() -> None:
+def data_list(as_json: Json = False) -> None:
     """Datasets by name: modality, size, installed or not, licence."""
-    table = Table(title="datasets (any path to your own files works too)")
-    for col in ("name", "modality", "size", "installed", "licence", "description"):
-        table.add_column(col)
-    for modality, d in genlab.list_datasets():
-        installed = "yes" if d.installed() else f"no: {d.install}"
-        table.add_row(d.name, modality, d.size, installed, d.licence, d.description)
-    out.print(table)
+    rows = [{"name": d.name, "modality": modality, "size": d.size, "installed": d.installed(),
+             "install": d.install, "licence": d.licence, "description": d.description}
+            for modality, d in genlab.list_datasets()]
+    if as_json:
+        print_json(rows)
+        return
+    t = table("datasets (any path to your own files works too)", "name", "modality", "size", "installed", "licence",
+              "description")
+    for d in rows:
+        t.add_row(d["name"], d["modality"], d["size"], "yes" if d["installed"] else f"no: {d['install']}",
+                  d["licence"], d["description"])
+    out.print(t)
 
 
 def demo(

@@ -21,3 +21,5 @@ class DatasetInfo:
     install: str  # how to install it when it is missing
     installed: Callable[[], bool]  # whether it can be loaded now
     load: Callable[[], Any]  # returns the modality's source object (e.g. a TextCorpus)
+    license_id: str = "other"  # the licence as a Hugging Face card names it ("cc-by-2.5", "mit", ...)
+    language: tuple[str, ...] = ()  # ISO 639-1 codes of its text ("en"), or "code" for source code

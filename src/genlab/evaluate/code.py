@@ -27,6 +27,7 @@ from genlab.data.text import MIN_DOCS_FOR_DOC_SPLIT, _split_lines
 from genlab.errors import BadArgument, GenlabError
 from genlab.evaluate.text import evaluate_lm
 from genlab.nets import eval_mode
+from genlab.progress import task
 from genlab.sample.code import NO_REPEAT_NGRAM, close_and_parse, complete, pass_line
 
 MIN_LINES, MAX_LINES = 3, 40  # function sizes mined
@@ -107,6 +108,23 @@ def next_token_accuracy(model: Any, data: Any, *, batch_size: int = 16, max_toke
     return hits / max(count, 1)
 
 
+def _row(run: Any, case: Case, seed: int, max_new_tokens: int, watermark: bool, no_repeat_ngram: int) -> dict:
+    """One held-out cut completed greedily, and what is true of the completion."""
+    text = complete(run, case.prefix, max_new_tokens=max_new_tokens, temperature=0.0, seed=seed,
+                    watermark=watermark, no_repeat_ngram=no_repeat_ngram)
+    first = text.split("\n", 1)[0] if text else ""
+    return {
+        "function": case.name,
+        "target": case.target.rstrip("\n"),
+        "completion": text,
+        "valid": close_and_parse(case.prefix, text),
+        "valid_pass": close_and_parse(case.prefix, pass_line(case.prefix)),
+        "valid_empty": close_and_parse(case.prefix, ""),
+        "exact_line": bool(first.strip()) and first.rstrip() == case.target.rstrip(),
+        "context": case.prefix.rstrip("\n").rsplit("\n", 1)[-1],
+    }
+
+
 def code_report(
     run: Any,
     *,
@@ -128,20 +146,10 @@ def code_report(
     if not cases:
         raise GenlabError(f"no functions of {MIN_LINES}-{MAX_LINES} lines in {run.config.dataset}'s held-out split")
     rows = []
-    for k, case in enumerate(cases):
-        text = complete(run, case.prefix, max_new_tokens=max_new_tokens, temperature=0.0, seed=seed + k,
-                        watermark=watermark, no_repeat_ngram=no_repeat_ngram)
-        first = text.split("\n", 1)[0] if text else ""
-        rows.append({
-            "function": case.name,
-            "target": case.target.rstrip("\n"),
-            "completion": text,
-            "valid": close_and_parse(case.prefix, text),
-            "valid_pass": close_and_parse(case.prefix, pass_line(case.prefix)),
-            "valid_empty": close_and_parse(case.prefix, ""),
-            "exact_line": bool(first.strip()) and first.rstrip() == case.target.rstrip(),
-            "context": case.prefix.rstrip("\n").rsplit("\n", 1)[-1],
-        })
+    with task(f"completing {len(cases)} held-out functions", total=len(cases)) as advance:
+        for k, case in enumerate(cases):
+            rows.append(_row(run, case, seed + k, max_new_tokens, watermark, no_repeat_ngram))
+            advance()
     lm = evaluate_lm(run.model.model_, run.data, max_tokens=max_tokens)
 
     def share(key: str) -> float:

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from scipy import linalg
 
 from genlab.data.images import to_unit
+from genlab.progress import task
 
 FEATURE_VERSION = 1  # bump when the feature network or its training changes: old caches are then ignored
 
@@ -134,9 +135,9 @@ def feature_net(data, *, epochs: int = 8, seed: int = 0) -> tuple[FeatureNet, fl
     from genlab.files import atomic_write
 
     labelled = data.num_classes > 0
-    task = "classes" if labelled else "rotation"
+    task_name = "classes" if labelled else "rotation"
     xtr, xva = data.x["train"], data.x["val"]
-    digest = hashlib.sha256(xtr.numpy().tobytes() + str((FEATURE_VERSION, task, tuple(xtr.shape))).encode())
+    digest = hashlib.sha256(xtr.numpy().tobytes() + str((FEATURE_VERSION, task_name, tuple(xtr.shape))).encode())
     path = _cache_dir() / f"features-{digest.hexdigest()[:20]}.safetensors"
     net = FeatureNet(xtr.shape[1], data.num_classes if labelled else 4)
     if path.is_file():
@@ -144,7 +145,7 @@ def feature_net(data, *, epochs: int = 8, seed: int = 0) -> tuple[FeatureNet, fl
             tensors = load_file(str(path))
             acc = float(tensors.pop("_accuracy"))
             net.load_state_dict(tensors)
-            return net.eval(), acc, task
+            return net.eval(), acc, task_name
         except Exception:  # a damaged cache is rebuilt, never trusted
             path.unlink(missing_ok=True)
     g = torch.Generator().manual_seed(seed)
@@ -160,23 +161,25 @@ def feature_net(data, *, epochs: int = 8, seed: int = 0) -> tuple[FeatureNet, fl
         return _rotations(x, k), k
 
     net.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(xtr), generator=g)
-        for i in range(0, len(xtr), 64):
-            idx = order[i : i + 64]
-            x, y = targets(xtr[idx], data.y["train"][idx], g)
-            x = x + 0.05 * torch.randn(x.shape, generator=g)  # light noise: features robust to small artefacts
-            loss = F.cross_entropy(net(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    with task(f"feature network ({task_name}, once per dataset)", total=epochs) as advance:
+        for _ in range(epochs):
+            order = torch.randperm(len(xtr), generator=g)
+            for i in range(0, len(xtr), 64):
+                idx = order[i : i + 64]
+                x, y = targets(xtr[idx], data.y["train"][idx], g)
+                x = x + 0.05 * torch.randn(x.shape, generator=g)  # light noise: features robust to small artefacts
+                loss = F.cross_entropy(net(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            advance()
     xv, yv = targets(xva, data.y["val"], torch.Generator().manual_seed(seed + 1))
     acc = float((net.predict(xv) == yv).float().mean())
     tensors = {k: v.contiguous() for k, v in net.state_dict().items()}
     tensors["_accuracy"] = torch.tensor(acc)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
-    return net.eval(), acc, task
+    return net.eval(), acc, task_name
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -195,7 +198,7 @@ def _requested_labels(n: int, classes: int) -> np.ndarray:
 
 def image_report(family, data, *, n: int = 1000, seed: int = 0, floor: bool = True) -> dict[str, Any]:
     """Score ``n`` samples of ``family`` against the held-out split, beside a random-init floor and a real ceiling."""
-    net, accuracy, task = feature_net(data)
+    net, accuracy, feature_task = feature_net(data)
     real_feats = net.features(data.x["val"])
     conditional = getattr(family, "num_classes_", 0) > 0
 
@@ -207,16 +210,21 @@ def image_report(family, data, *, n: int = 1000, seed: int = 0, floor: bool = Tr
             out["label_agreement"] = float((net.predict(images) == wanted).float().mean())
         return out
 
-    report: dict[str, Any] = {"n_samples": n, "n_real": len(real_feats), "feature_net_task": task,
-                              "feature_net_accuracy": accuracy, **judge(family)}
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(data.x["train"]), generator=g)[:n]
-    ceiling = score(net, real_feats, data.x["train"][idx], seed=seed)
-    if conditional:
-        ceiling["label_agreement"] = float((net.predict(data.x["train"][idx]) == data.y["train"][idx]).float().mean())
-    report["ceiling"] = ceiling
-    if floor:
-        random_model = type(family)(family.config)
-        random_model.build(data, seed=seed + 12345)
-        report["floor"] = judge(random_model)
+    with task(f"scoring {n} samples: the model, real data, random weights", total=3 if floor else 2) as advance:
+        report: dict[str, Any] = {"n_samples": n, "n_real": len(real_feats), "feature_net_task": feature_task,
+                                  "feature_net_accuracy": accuracy, **judge(family)}
+        advance()
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(data.x["train"]), generator=g)[:n]
+        ceiling = score(net, real_feats, data.x["train"][idx], seed=seed)
+        if conditional:
+            ceiling["label_agreement"] = float((net.predict(data.x["train"][idx]) == data.y["train"][idx]).float()
+                                               .mean())
+        report["ceiling"] = ceiling
+        advance()
+        if floor:
+            random_model = type(family)(family.config)
+            random_model.build(data, seed=seed + 12345)
+            report["floor"] = judge(random_model)
+            advance()
     return report

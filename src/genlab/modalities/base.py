@@ -151,6 +151,10 @@ class Modality:
         """The report on the held-out split: the family's own ``evaluate`` (a modality may add its own figures)."""
         return model.evaluate(data, **options)
 
+    def partial(self, options: dict[str, Any], data: Any) -> str | None:
+        """Why an evaluation with these options covers only part of the held-out split, or None when it is whole."""
+        return None
+
     def check_evaluate(self, model: Any, options: dict[str, Any]) -> None:
         """Refuse options that evaluating this family on this modality does not take."""
         accepts(model.evaluate, options, f"{model.name} evaluation")
@@ -163,6 +167,11 @@ class Modality:
     def audit(self, run: Any, *, n: int, seed: int, out: Path | None) -> dict:
         """Memorisation and bias report of a run's outputs (see ``responsible/audit.py`` for the shape)."""
         raise GenlabError(f"there is no audit for {self.name} models yet")
+
+    def card_notes(self, meta: dict[str, Any]) -> list[str]:
+        """Model-card sentences that depend on the run's data (``data/meta.json``), e.g. what the watermark survives
+        at its image size."""
+        return []
 
     def stream_prefix(self, options: dict[str, Any]) -> str:
         """What a streamed output is shown after (text: its prompt)."""

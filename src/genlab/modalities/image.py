@@ -123,10 +123,10 @@ class ImageModality(Modality):
          "can produce near-copies of training images; see the audit's nearest-neighbour figures before sharing "
          "outputs or weights trained on private images or images of people."),
         "Do not use it to make images of real people, or images meant to deceive.",
-        ("Generated images carry an invisible watermark holding this run's id (`genlab verify FILE` reports it). It "
-         "survives resizing and mild compression, not rotation, flips, heavy crops or editing; images under 24x24 "
-         "pixels carry none. Its key is public, so anyone can detect, remove or forge it: it labels honest "
-         "provenance, it does not secure it, and the absence of the mark proves nothing."),
+        ("Generated images carry an invisible watermark holding this run's id (`genlab verify FILE` reports it); "
+         "images under 24x24 pixels carry none. Its key is public, so anyone can detect, remove or forge it: it "
+         "labels honest provenance, it does not secure it, and the absence of the mark proves nothing. What it "
+         "survives at this run's image size is said below, as measured."),
     )
 
     def prepare(self, source: Any, config: ImageDataConfig, folder: Path) -> ImageData:
@@ -143,6 +143,14 @@ class ImageModality(Modality):
 
     def example(self, folder: Path) -> str:
         return "digits"  # 1,797 digits of 8x8 pixels (scikit-learn)
+
+    def card_notes(self, meta: dict[str, Any]) -> list[str]:
+        """What the watermark was measured to survive at this run's image size."""
+        from genlab.responsible import image_watermark
+
+        shape = meta.get("shape") or []
+        note = getattr(image_watermark, "robustness_note", None)
+        return [note(min(shape[1:]))] if note is not None and len(shape) == 3 else []
 
     def audit(self, run: Any, *, n: int, seed: int, out: Path | None) -> dict:
         from genlab.modalities.image_audit import audit_image

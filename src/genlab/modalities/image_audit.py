@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from genlab.numbers import pct as _pct
+from genlab.progress import task
 from genlab.responsible import bias as B
 from genlab.responsible import memorise as M
 
@@ -52,7 +53,7 @@ def audit_image(run, *, n: int, seed: int = 0, out: Path | None = None, max_held
     from genlab.evaluate.images import feature_net
 
     data, model = run.data, run.model
-    net, accuracy, task = feature_net(data)
+    net, accuracy, feature_task = feature_net(data)
     images = np.asarray(run.sample(n, seed=seed))  # uint8 (n, C, H, W); a conditional model cycles its classes
     xs, xtr = to_unit(images), data.x["train"]  # (n, C, H, W), (N, C, H, W) in [-1, 1]
     g = torch.Generator().manual_seed(seed)
@@ -66,7 +67,7 @@ def audit_image(run, *, n: int, seed: int = 0, out: Path | None = None, max_held
     features, _ = M.copy_report(M.nearest_distances(net.features(xs), f_tr),
                                 M.nearest_distances(net.features(xva), f_tr))
     memo = {"pixels": pixels, "features": features, "n_samples": n, "n_heldout": len(xva), "n_train": len(xtr),
-            "feature_net_task": task, "feature_net_accuracy": accuracy, "method": IMAGE_MEMO_METHOD,
+            "feature_net_task": feature_task, "feature_net_accuracy": accuracy, "method": IMAGE_MEMO_METHOD,
             "limits": IMAGE_MEMO_LIMITS}
     if len(xva) < 100:
         memo["note"] = f"only {len(xva)} held-out images: the 1% thresholds are their extremes, so read them loosely"
@@ -76,12 +77,16 @@ def audit_image(run, *, n: int, seed: int = 0, out: Path | None = None, max_held
 
     k = data.num_classes
     names = data.meta.get("class_names", [])
-    if task != "classes" or k == 0:
+    if feature_task != "classes" or k == 0:
         bias = {"skipped": "the dataset has no class labels"}
     elif getattr(model, "num_classes_", 0):
         m = max(10, n // k)
-        produced = np.concatenate([net.predict(to_unit(run.sample(m, label=c, seed=seed + 1 + c))).numpy()
-                                   for c in range(k)])  # (k * m,)
+        with task(f"sampling {m} images of each of {k} classes", total=k) as advance:
+            produced = []
+            for c in range(k):
+                produced.append(net.predict(to_unit(run.sample(m, label=c, seed=seed + 1 + c))).numpy())
+                advance()
+        produced = np.concatenate(produced)  # (k * m,)
         conf = B.confusion(np.repeat(np.arange(k), m), produced, k)
         pred_va, y = net.predict(xva).numpy(), yva.numpy()
         real = np.array([(pred_va[y == c] == c).mean() if (y == c).any() else np.nan for c in range(k)])
@@ -90,7 +95,8 @@ def audit_image(run, *, n: int, seed: int = 0, out: Path | None = None, max_held
         bias = B.unconditional_label_report(net.predict(xs).numpy(), data.y["train"].numpy(), names,
                                             net.predict(xva).numpy())
     bias |= {"method": IMAGE_BIAS_METHOD, "limits": IMAGE_BIAS_LIMITS}
-    return {"memorisation": memo, "bias": bias, "summary": _image_summary(memo, bias)}
+    verdict = image_verdict(memo, bias)
+    return {"memorisation": memo, "bias": bias, "verdict": verdict, "summary": [verdict, *_image_summary(memo, bias)]}
 
 
 def _closest_pairs(images: np.ndarray, score: np.ndarray, nearest: np.ndarray, xtr, path: Path, k: int) -> Path:
@@ -101,6 +107,25 @@ def _closest_pairs(images: np.ndarray, score: np.ndarray, nearest: np.ndarray, x
     order = np.argsort(score, kind="stable")[:k]
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_grid(np.concatenate([images[order], from_unit(xtr[nearest[order]])]), path, nrow=len(order))
+
+
+def image_verdict(memo: dict, bias: dict) -> str:
+    """One sentence: copies flagged more often than held-out real images are (twice, and one point more), and a
+    class balance further from the data than held-out images' (TV distance 0.05 more)."""
+    p = memo["pixels"]
+    g, h = p["possible_copy_share"], p["baseline_share"]
+    if g is None or h is None:
+        memo_v = "copying could not be measured"
+    elif g <= max(2 * h, h + 0.01):
+        memo_v = "no sign of copying: samples look like copies of training images no more often than held-out images do"
+    else:
+        memo_v = (f"possible copies: {_pct(g)} of samples are flagged against {_pct(h)} of held-out images; look at "
+                  "closest-pairs.png before sharing outputs")
+    if "tv_distance" not in bias:
+        return f"Verdict: {memo_v}; class balance not measured ({bias.get('skipped', 'no labels')})."
+    reference = bias.get("heldout_tv_distance") or 0.0
+    balance = "as in the data" if bias["tv_distance"] <= reference + 0.05 else "further from the data than held-out images"
+    return f"Verdict: {memo_v}; the classes produced are {balance} (TV distance {bias['tv_distance']:.3f})."
 
 
 def _image_summary(memo: dict, bias: dict) -> list[str]:

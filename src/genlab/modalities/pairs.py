@@ -18,6 +18,7 @@ import numpy as np
 from genlab.data.pairs import PAIR_SUFFIXES, PairsData, PairsDataConfig, _Lazy, pairs_source, prepare_pairs
 from genlab.modalities.base import Modality, Option, Outputs
 from genlab.numbers import pct
+from genlab.progress import task
 from genlab.responsible.marks import TextMarks
 
 
@@ -108,6 +109,10 @@ class PairsModality(Modality):
         out.write_text("".join(json.dumps({"source": s, "target": t}) + "\n" for s, t in pairs[:400]), encoding="utf-8")
         return str(out)
 
+    def partial(self, options: dict[str, Any], data: Any) -> str | None:
+        n, total = options.get("n") or 0, data.n_pairs("val")
+        return f"the first {n:,} of {total:,} held-out pairs" if 0 < n < total else None
+
     def audit(self, run: Any, *, n: int, seed: int, out: Path | None) -> dict:
         return audit_pairs(run, n=n, seed=seed)
 
@@ -143,8 +148,10 @@ def audit_pairs(run: Any, *, n: int, seed: int = 0, batch_size: int = 32) -> dic
     idx = np.sort(rng.choice(len(held), min(n, len(held)), replace=False))
     sources, truths = [held[i][0] for i in idx], [held[i][1] for i in idx]
     outputs: list[str] = []
-    for i in range(0, len(sources), batch_size):
-        outputs += run.sample(1, source=sources[i : i + batch_size], seed=seed)
+    with task(f"generating targets for {len(sources)} held-out sources", total=len(sources)) as advance:
+        for i in range(0, len(sources), batch_size):
+            outputs += run.sample(1, source=sources[i : i + batch_size], seed=seed)
+            advance(len(sources[i : i + batch_size]))
     train_targets = [t for _, t in data.texts("train")]
     known = {t.strip() for t in train_targets}
 
@@ -163,7 +170,13 @@ def audit_pairs(run: Any, *, n: int, seed: int = 0, batch_size: int = 32) -> dic
     }
     bias = {"skipped": PAIRS_BIAS, "method": "", "limits": ""}
     ex, by = memo["exact_copies"], memo["by_size"]
+    g8, h8 = by["8"]["generated_share"] or 0.0, by["8"]["heldout_share"] or 0.0
+    copies = ex["generated_share"] > max(2 * ex["heldout_share"], ex["heldout_share"] + 0.01) or g8 > max(2 * h8, h8 + 0.01)
+    verdict = ("Verdict: possible memorisation: outputs repeat training targets more than held-out true targets do; "
+               "read the examples." if copies else
+               "Verdict: no sign of memorisation: outputs repeat training targets no more than held-out true targets do.")
     summary = [
+        verdict,
         (f"Exact copies of a training target: {ex['generated']} of {len(outputs)} outputs "
          f"({pct(ex['generated_share'])}); held-out true targets that are training targets too: "
          f"{pct(ex['heldout_share'])}."),
@@ -172,4 +185,4 @@ def audit_pairs(run: Any, *, n: int, seed: int = 0, batch_size: int = 32) -> dic
         + ".",
         PAIRS_BIAS,
     ]
-    return {"memorisation": memo, "bias": bias, "summary": summary}
+    return {"memorisation": memo, "bias": bias, "verdict": verdict, "summary": summary}

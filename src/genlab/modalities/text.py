@@ -103,6 +103,10 @@ class TextModality(Modality):
 
         return audit_text(run, n=n, seed=seed, out=out)
 
+    def partial(self, options: dict[str, Any], data: Any) -> str | None:
+        cap, total = options.get("max_tokens") or 0, data.n_tokens("val")
+        return f"the first {cap:,} of {total:,} held-out tokens" if 0 < cap < total else None
+
     def stream_prefix(self, options: dict[str, Any]) -> str:
         return options.get("prompt", "")
 

@@ -47,6 +47,10 @@ class Family:
     iterative: ClassVar[bool] = True  # trained by gradient steps; False: fitted once by `solve`
     uses_parent: ClassVar[bool] = False  # builds on a parent run (fine-tuning, distillation): `train(parent=RUN)`
     parent_relation: ClassVar[str] = "made from"  # how a model card names the relation, e.g. "distilled from"
+    hints: ClassVar[tuple[str, ...]] = ()  # commands that work on any run of it, beside sample and eval ({run})
+    cites: ClassVar[str] = ""  # the paper(s) its architecture and objective come from, for model cards
+    export_hint: ClassVar[str] = ""  # how an exported folder ({path}) is loaded without genlab
+    export_usage: ClassVar[str] = ""  # a few lines of Python that use an exported folder ({path}), for its README
     example: ClassVar[dict[str, Any]] = {}  # its smallest settings, {"set": [overrides]}, on its modality's example data
 
     def __init__(self, config: Any, *, parent: Any = None, modality: str | None = None) -> None:
@@ -152,6 +156,15 @@ class Family:
     def sample(self, n: int = 1, *, seed: int | None = None, **options: Any) -> Any:
         """``n`` outputs (the modality's ``Outputs``); the same seed gives the same outputs."""
         raise GenlabError(f"the {self.name} family does not generate")
+
+    # -- exporting ------------------------------------------------------------------------------------------------
+    def export(self, folder: Path) -> None:
+        """Write into ``folder`` what loads without genlab (transformers, diffusers, or PyTorch alone)."""
+        raise GenlabError(f"the {self.name} family has no export format yet")
+
+    def usage(self, path: str) -> str:
+        """Python that uses an export of this model in ``path`` (for the export's README)."""
+        return self.export_usage.format(path=path)
 
     # -- saving ---------------------------------------------------------------------------------------------------
     def extra_files(self, folder: Path) -> None:

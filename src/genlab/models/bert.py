@@ -118,7 +118,11 @@ class BERT(Family):
     name = "bert"
     modality = "text"
     data_interface = "tokens"
-    hf_auto_class = "AutoModelForMaskedLM"  # what loads its export_hf folder
+    cites = "Devlin et al. 2019, BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding"
+    hints = ("genlab fill {run} 'To be or not to [MASK]'",)  # commands that work on any of its runs
+    export_hint = "transformers.AutoModelForMaskedLM.from_pretrained('{path}')"
+    export_usage = ("from transformers import pipeline\n\nfill = pipeline('fill-mask', model='{path}')\n"
+                    "print(fill('To be or not to [MASK]'))")
     Config = BERTConfig
     generates: ClassVar[bool] = False  # fills masks and embeds; `sample` is refused
     example: ClassVar[dict[str, Any]] = {"set": ["model.n_layer=1", "model.n_head=2", "model.n_embd=32",
@@ -270,7 +274,7 @@ class BERT(Family):
         return out
 
     # -- saving ---------------------------------------------------------------------------------------------------
-    def export_hf(self, folder: Path) -> None:
+    def export(self, folder: Path) -> None:
         """A folder that plain ``AutoModelForMaskedLM`` and ``PreTrainedTokenizerFast`` load."""
         from transformers import PreTrainedTokenizerFast
 

@@ -26,6 +26,7 @@ from genlab.errors import BadArgument, GenlabError
 from genlab.modalities.image import Images, Interpolation, check_count, check_strength, class_labels
 from genlab.models.base import Family, Phase, decay_groups
 from genlab.nets import eval_mode, n_params, seeded_generator, slerp
+from genlab.progress import task
 
 VAL_SEED = 2024  # timesteps and noise of the validation loss: the same at every evaluation
 PREVIEW_SEED = 0  # the preview grids share their noise, so successive grids show the same samples improving
@@ -76,6 +77,18 @@ class Diffusion(Family):
     name = "diffusion"
     modality = "image"
     data_interface = "images"
+    cites = ("Ho et al. 2020, Denoising Diffusion Probabilistic Models; "
+             "Song et al. 2021, Denoising Diffusion Implicit Models")
+    hints = ('genlab interpolate {run} --steps 8',)  # commands that work on any of its runs
+    export_hint = "diffusers.DiffusionPipeline.from_pretrained('{path}') (class-conditional: trust_remote_code=True)"
+    export_usage = ("from diffusers import DiffusionPipeline\n\n"
+                    "pipe = DiffusionPipeline.from_pretrained('{path}', trust_remote_code=True)\n"
+                    "# class-conditional: class_labels=[...] and guidance_scale; unconditional: batch_size\n"
+                    "images = pipe({call}, num_inference_steps=50, output_type='np').images")
+
+    def usage(self, path: str) -> str:
+        call = "class_labels=[0, 1, 2]" if self.num_classes_ else "batch_size=3"
+        return self.export_usage.format(path=path, call=call)
     Config = DiffusionConfig
     example: ClassVar[dict[str, Any]] = {"set": ["model.channels=[8, 16]", "model.timesteps=100",
                                                  "model.sample_steps=5", "train.batch_size=16",
@@ -210,6 +223,13 @@ class Diffusion(Family):
         return {**report, "val_noise_mse": sum(mses) / len(x), "n_params": n_params(self.networks_["unet"]),
                 "sampler": f"ddim, {self.config.sample_steps} steps, guidance {guidance}"}
 
+    def export(self, folder: Path) -> None:
+        """A diffusers pipeline folder: the EMA UNet and a DDIM scheduler with this run's beta schedule."""
+        from genlab.models.exports import diffusers_export
+
+        scheduler = DDIMScheduler(**self._betas())
+        diffusers_export(folder, unet=self.networks_["ema"], scheduler=scheduler, num_classes=self.num_classes_)
+
     # -- sampling -------------------------------------------------------------------------------------------------
     def sample(self, n: int = 1, *, seed: int | None = None, label: int | None = None, sampler: str = "ddim",
                steps: int | None = None, guidance: float | None = None) -> Images:
@@ -291,13 +311,15 @@ class Diffusion(Family):
         device = next(net.parameters()).device
         step_args = {"generator": generator} if isinstance(scheduler, (DDPMScheduler, DDIMScheduler)) else {}
         out = []
-        with eval_mode(net):
-            for i in range(0, len(x), SAMPLE_BATCH):
+        chunks = range(0, len(x), SAMPLE_BATCH)
+        with eval_mode(net), task(f"denoising {len(x)} images", total=len(chunks) * len(scheduler.timesteps)) as advance:
+            for i in chunks:
                 xs = x[i : i + SAMPLE_BATCH].to(device)  # (b, C, H, W)
                 ls = labels[i : i + SAMPLE_BATCH].to(device) if labels is not None else None
                 for t in scheduler.timesteps:
                     eps = self._eps(net, xs, t, ls, guidance)  # 1. predict the noise in x_t
                     xs = scheduler.step(eps, t, xs, **step_args).prev_sample  # 2. x_t -> x_{t-1}
+                    advance()
                 out.append(xs.float().cpu())
         x = torch.cat(out)
         return x.clamp(-1, 1) if clamp else x

@@ -65,7 +65,7 @@ class Generator(nn.Module):
     def __init__(self, shape: tuple[int, int, int], z_dim: int, width: int, num_classes: int, embed_dim: int):
         super().__init__()
         c, size, _ = shape
-        self.size, self.s0, w = size, math.ceil(size / 4), width
+        self.size, self.s0, self.z_dim, w = size, math.ceil(size / 4), z_dim, width
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
         in_dim = z_dim + (embed_dim if num_classes else 0)
         self.project = nn.Sequential(
@@ -129,7 +129,7 @@ def _dcgan_init(module: nn.Module) -> None:
 class GAN(Family):
     """Generative adversarial network on images. Example::
 
-        run = genlab.train("gan", "mnist", config_file="configs/gan-mnist.toml")
+        run = genlab.train("gan", "mnist", config_file="gan-mnist")
         sevens = run.sample(16, label=7, seed=0)  # uint8 (16, 1, 28, 28)
         strip = run.model.interpolate(10, seed=1)  # a walk between two random z (and two classes)
     """
@@ -137,6 +137,11 @@ class GAN(Family):
     name = "gan"
     modality = "image"
     data_interface = "images"
+    cites = ("Goodfellow et al. 2014, Generative Adversarial Nets; "
+             "Radford et al. 2016, Unsupervised Representation Learning with Deep Convolutional GANs")
+    hints = ('genlab interpolate {run} --steps 8',)  # commands that work on any of its runs
+    export_hint = "PyTorch alone: modeling.load('{path}') (the folder's modeling.py holds the generator's code)"
+    export_usage = ("import sys\n\nsys.path.insert(0, '{path}')\nimport modeling  # the network's code: PyTorch only\n\nnet = modeling.load('{path}')\nimages = modeling.sample(net, 16, seed=0)  # uint8 (16, C, H, W)")
     Config = GANConfig
     example = {"set": ["model.z_dim=16", "model.width=8", "train.batch_size=32", "train.warmup_steps=5"]}
     train_defaults = {"lr": 2e-4, "min_lr": 2e-5, "beta1": 0.5, "beta2": 0.999, "weight_decay": 0.0,
@@ -345,6 +350,17 @@ class GAN(Family):
             torch.randint(self.num_classes_, (2,), generator=g)
         e0, e1 = self.sampler_.embed.weight.detach().cpu()[ends]  # (embed_dim,) each
         return Interpolation(self._generate(z, emb=torch.lerp(e0[None], e1[None], t[:, None])))  # (steps, C, H, W)
+
+    def export(self, folder: Path) -> None:
+        """The generator that samples (the EMA one when there is one) and its sampler, in plain PyTorch."""
+        from genlab.models.exports import torch_export
+        from genlab.models.standalone import sample_gan
+
+        c = self.config
+        init = {"shape": list(self.shape_), "z_dim": c.z_dim, "width": c.width, "num_classes": self.num_classes_,
+                "embed_dim": c.embed_dim}
+        torch_export(folder, title="A GAN generator trained with genlab.", net=self.sampler_, init=init,
+                     sampler=sample_gan)
 
     def vary(self, image: Any, n: int = 8, *, strength: float = 0.5, seed: int | None = None) -> np.ndarray:
         raise GenlabError(NO_IMAGES)

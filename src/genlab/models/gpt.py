@@ -1,7 +1,7 @@
 """GPT: a decoder-only Transformer language model (transformers' GPT-2 architecture), trained from scratch.
 
 Works on any text corpus with a character or byte-level BPE tokenizer. Defaults are nanoGPT's CPU-sized "baby"
-model; ``configs/shakespeare-char.toml`` holds the 10.7 M-parameter shakespeare_char shape.
+model; the shipped config ``shakespeare-char`` holds the 10.7 M-parameter shakespeare_char shape.
 """
 
 from __future__ import annotations
@@ -69,7 +69,11 @@ class GPT(Family):
     name = "gpt"
     modality = "text"
     data_interface = "tokens"
-    hf_auto_class = "AutoModelForCausalLM"  # what loads its export_hf folder
+    cites = "Radford et al. 2019, Language Models are Unsupervised Multitask Learners (GPT-2)"
+    export_hint = "transformers.AutoModelForCausalLM.from_pretrained('{path}')"
+    export_usage = ("from transformers import pipeline\n\ngenerate = pipeline('text-generation', model='{path}')\n"
+                    "# prompt and new tokens together fit the model's context (tokenizer.model_max_length)\n"
+                    "print(generate('ROMEO:', max_new_tokens=40)[0]['generated_text'])")
     Config = GPTConfig
     example = {"set": ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=32",
                        "train.batch_size=8", "train.lr=3e-3", "train.warmup_steps=5"]}
@@ -176,12 +180,21 @@ class GPT(Family):
         return Texts([self.tokenizer_.decode(row) for row in ids], prompt=prompt)
 
     # -- saving ---------------------------------------------------------------------------------------------------
-    def export_hf(self, folder: Path) -> None:
-        """A folder that plain ``AutoModelForCausalLM`` and ``PreTrainedTokenizerFast`` load."""
-        from transformers import PreTrainedTokenizerFast
+    def export(self, folder: Path) -> None:
+        """A folder that plain ``AutoModelForCausalLM`` and ``PreTrainedTokenizerFast`` load.
+
+        Its generation config stops at the model's context (``block_size`` tokens, prompt included): GPT-2's
+        learned positions end there, and transformers' ``generate()`` cannot slide the window as genlab does, so
+        a longer request would fail inside the model.
+        """
+        from transformers import GenerationConfig, PreTrainedTokenizerFast
 
         model = GPT2LMHeadModel(self.hf_config())
         model.load_state_dict(self.model_.state_dict())
+        eot = eot_id(self.tokenizer_)
+        model.generation_config = GenerationConfig(max_length=self.config.block_size, bos_token_id=eot,
+                                                   eos_token_id=eot, pad_token_id=eot, do_sample=True,
+                                                   temperature=0.8)
         model.save_pretrained(folder)
         eot = "<|endoftext|>"
         tok = PreTrainedTokenizerFast(tokenizer_object=self.tokenizer_, bos_token=eot, eos_token=eot)

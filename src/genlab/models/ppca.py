@@ -48,8 +48,9 @@ class PPCAConfig:
 class PPCANet(nn.Module):
     """The fitted Gaussian's parameters (fitted by ``solve``, never by gradients). Fresh: N(0, I), no structure."""
 
-    def __init__(self, dim: int, q: int) -> None:
+    def __init__(self, shape: tuple[int, int, int], q: int) -> None:
         super().__init__()
+        self.shape, dim = tuple(shape), math.prod(shape)  # (C, H, W), C * H * W
         self.mean = nn.Parameter(torch.zeros(dim), requires_grad=False)  # (D,) mu
         self.weight = nn.Parameter(torch.zeros(dim, q), requires_grad=False)  # (D, q) W
         self.log_var = nn.Parameter(torch.zeros(()), requires_grad=False)  # log sigma^2
@@ -57,14 +58,16 @@ class PPCANet(nn.Module):
     def posterior(self) -> torch.Tensor:
         """M^-1 (q, q), M = W^T W + sigma^2 I: the posterior of z given x has mean M^-1 W^T (x - mu)."""
         q = self.weight.shape[1]
-        return torch.linalg.inv(self.weight.T @ self.weight + self.log_var.exp() * torch.eye(q, dtype=self.weight.dtype))
+        eye = torch.eye(q, dtype=self.weight.dtype, device=self.weight.device)
+        return torch.linalg.inv(self.weight.T @ self.weight + self.log_var.exp() * eye)
 
     def nll(self, x: torch.Tensor) -> torch.Tensor:
         """-log p(x) (B,) in nats per image for x (B, D), through the Woodbury identity (no D x D matrix)."""
         D, q = self.weight.shape
         var = self.log_var.exp()
-        m = self.weight.T @ self.weight + var * torch.eye(q, dtype=self.weight.dtype)  # (q, q)
-        xc = x.to(self.weight.dtype) - self.mean  # (B, D)
+        eye = torch.eye(q, dtype=self.weight.dtype, device=self.weight.device)
+        m = self.weight.T @ self.weight + var * eye  # (q, q)
+        xc = x.to(self.weight) - self.mean  # (B, D)
         proj = xc @ self.weight  # (B, q)
         maha = (xc.square().sum(1) - (proj @ torch.linalg.inv(m) * proj).sum(1)) / var  # (B,) x^T C^-1 x
         logdet = (D - q) * self.log_var + torch.logdet(m)  # log |C| = (D - q) log sigma^2 + log |M|
@@ -75,6 +78,10 @@ class PPCA(Family):
     name = "ppca"
     modality = "image"
     data_interface = "images"
+    cites = "Tipping & Bishop 1999, Probabilistic Principal Component Analysis"
+    hints = ('genlab interpolate {run} --steps 8',)  # commands that work on any of its runs
+    export_hint = "PyTorch alone: modeling.load('{path}') (the folder's modeling.py holds the model's code)"
+    export_usage = ("import sys\n\nsys.path.insert(0, '{path}')\nimport modeling  # the network's code: PyTorch only\n\nnet = modeling.load('{path}')\nimages = modeling.sample(net, 16, seed=0)  # uint8 (16, C, H, W)")
     Config = PPCAConfig
     iterative: ClassVar[bool] = False
     example: ClassVar[dict[str, Any]] = {"set": ["model.components=8", "train.batch_size=64"]}
@@ -87,7 +94,7 @@ class PPCA(Family):
             raise GenlabError(f"model.components ({self.config.components}) must be below the number of pixels "
                               f"({dim}) and of training images ({len(data.x['train'])})")
         self.num_classes_ = 0  # one Gaussian for all classes
-        self.networks_ = {"model": PPCANet(dim, self.config.components).eval()}
+        self.networks_ = {"model": PPCANet(self.shape_, self.config.components).eval()}
 
     def architecture(self) -> dict[str, Any]:
         arch = super().architecture()
@@ -126,7 +133,7 @@ class PPCA(Family):
     def validation_loss(self, batch: Any) -> float:
         """The exact negative log-likelihood, in nats per image (a density: it can be negative)."""
         x, _ = batch
-        return float(self.model_.nll(x.flatten(1).cpu()).mean())
+        return float(self.model_.nll(x.flatten(1)).mean())
 
     def evaluate(self, data: ImageData, **kwargs: Any) -> dict[str, Any]:
         """``image_report`` (FID, KID, PRDC, floor and ceiling) plus the exact likelihood on the held-out split."""
@@ -134,7 +141,7 @@ class PPCA(Family):
 
         report = image_report(self, data, **kwargs)
         with torch.no_grad():
-            nll = self.model_.nll(data.x["val"].flatten(1))  # (N,)
+            nll = self.model_.nll(data.x["val"].flatten(1).to(self.model_.weight.device))  # (N,)
         return {**report, "val_nll": float(nll.mean()), "components": self.config.components,
                 "noise_std": math.exp(0.5 * float(self.model_.log_var))}
 
@@ -144,11 +151,19 @@ class PPCA(Family):
         folder.mkdir(parents=True, exist_ok=True)
         save_grid(self.sample(64, seed=0), folder / f"step-{step}.png")
 
+    def export(self, folder: Path) -> None:
+        """The fitted Gaussian and its sampler, in plain PyTorch (``exports.torch_export``)."""
+        from genlab.models.exports import torch_export
+        from genlab.models.standalone import sample_ppca
+
+        torch_export(folder, title="A probabilistic PCA of images, fitted with genlab.", net=self.model_,
+                     init={"shape": list(self.shape_), "q": self.config.components}, sampler=sample_ppca)
+
     # -- sampling -------------------------------------------------------------------------------------------------
     def _images(self, z: torch.Tensor) -> np.ndarray:
         """Latents (n, q) -> uint8 images (n, C, H, W): the mean W z + mu, clipped to the pixel range."""
         net = self.model_
-        x = z.to(net.weight.dtype) @ net.weight.T + net.mean  # (n, D)
+        x = z.to(net.weight) @ net.weight.T + net.mean  # (n, D), on the model's device
         return from_unit(x.float().view(len(z), *self.shape_))
 
     def sample(self, n: int = 1, *, seed: int | None = None, label: int | None = None) -> Images:
@@ -161,8 +176,8 @@ class PPCA(Family):
     def _encode(self, image: Any) -> torch.Tensor:
         """The posterior mean of z (q,) for a user's uint8 (C, H, W) image (resized and cropped as in training)."""
         net = self.model_
-        x = fit_image(image, self.shape_).flatten(1).to(net.weight.dtype)  # (1, D)
-        return ((x - net.mean) @ net.weight @ net.posterior().T)[0]  # (q,)
+        x = fit_image(image, self.shape_).flatten(1).to(net.weight)  # (1, D)
+        return ((x - net.mean) @ net.weight @ net.posterior().T)[0].cpu()  # (q,)
 
     def vary(self, image: Any, n: int = 8, *, strength: float = 0.5, seed: int | None = None) -> Images:
         """``n`` variations of ``image``: its posterior mean z plus ``strength`` times a prior-sized step."""

@@ -24,6 +24,7 @@ from genlab.files import atomic_write_bytes
 from genlab.modalities.pairs import PairTexts
 from genlab.models.base import Family
 from genlab.nets import eval_mode, n_params
+from genlab.progress import task
 from genlab.sample.text import check_sampling
 
 
@@ -56,7 +57,13 @@ class T5(Family):
     name = "t5"
     modality = "pairs"
     data_interface = "token-pairs"
-    hf_auto_class = "AutoModelForSeq2SeqLM"  # what loads its export_hf folder
+    cites = ("Raffel et al. 2020, "
+             "Exploring the Limits of Transfer Learning with a Unified Text-to-Text Transformer (T5)")
+    export_hint = "transformers.AutoModelForSeq2SeqLM.from_pretrained('{path}')"
+    export_usage = ("from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n\n"
+                    "tok = AutoTokenizer.from_pretrained('{path}')\nmodel = AutoModelForSeq2SeqLM.from_pretrained('{path}')\n"
+                    "ids = tok('def add(a, b): return a + b', return_tensors='pt')\n"
+                    "print(tok.decode(model.generate(**ids, num_beams=4)[0], skip_special_tokens=True))")
     Config = T5Config
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 2e-3, "min_lr": 2e-4}  # a from-scratch T5 this small trains well at a higher rate
     example: ClassVar[dict[str, Any]] = {"set": [
@@ -139,9 +146,11 @@ class T5(Family):
         pairs = data.texts("val")[: n or None]
         sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
         preds: list[str] = []
-        for i in range(0, len(sources), batch_size):
-            preds += self.sample(1, source=sources[i : i + batch_size], beams=beams, no_repeat_ngram=no_repeat_ngram,
-                                 max_new_tokens=self.max_target_tokens_)
+        with task(f"decoding {len(sources)} held-out sources", total=len(sources)) as advance:
+            for i in range(0, len(sources), batch_size):
+                preds += self.sample(1, source=sources[i : i + batch_size], beams=beams,
+                                     no_repeat_ngram=no_repeat_ngram, max_new_tokens=self.max_target_tokens_)
+                advance(len(sources[i : i + batch_size]))
         guess = name_as_sentence if data.baseline == "name_words" else first_line
         losses = [self.validation_loss(data.rows("val", list(range(i, min(len(pairs), i + batch_size)))))
                   for i in range(0, len(pairs), batch_size)]
@@ -209,7 +218,7 @@ class T5(Family):
                                 decoder_start_token_id=self.pad_id_, **kwargs)
 
     # -- saving ---------------------------------------------------------------------------------------------------
-    def export_hf(self, folder: Path) -> None:
+    def export(self, folder: Path) -> None:
         """A folder that plain ``AutoModelForSeq2SeqLM`` and ``PreTrainedTokenizerFast`` load."""
         from transformers import PreTrainedTokenizerFast
 

@@ -97,6 +97,10 @@ class VAE(Family):
     name = "vae"
     modality = "image"
     data_interface = "images"
+    cites = "Kingma & Welling 2014, Auto-Encoding Variational Bayes"
+    hints = ('genlab interpolate {run} --steps 8',)  # commands that work on any of its runs
+    export_hint = "PyTorch alone: modeling.load('{path}') (the folder's modeling.py holds the decoder's code)"
+    export_usage = ("import sys\n\nsys.path.insert(0, '{path}')\nimport modeling  # the network's code: PyTorch only\n\nnet = modeling.load('{path}')\nimages = modeling.sample(net, 16, seed=0)  # uint8 (16, C, H, W)")
     Config = VAEConfig
     example = {"set": ["model.latent_dim=8", "model.width=8", "model.hidden=32", "train.batch_size=32",
                        "train.warmup_steps=5"]}
@@ -167,6 +171,17 @@ class VAE(Family):
 
         folder.mkdir(parents=True, exist_ok=True)
         save_grid(self.sample(64, seed=0), folder / f"step-{step}.png")
+
+    def export(self, folder: Path) -> None:
+        """The decoder side and its sampler in plain PyTorch (``exports.torch_export``)."""
+        from genlab.models.exports import torch_export
+        from genlab.models.standalone import sample_vae
+
+        c = self.config
+        init = {"shape": list(self.shape_), "latent_dim": c.latent_dim, "width": c.width, "hidden": c.hidden,
+                "num_classes": self.num_classes_}
+        torch_export(folder, title="A VAE trained with genlab: encoder and decoder.", net=self.model_, init=init,
+                     sampler=sample_vae)
 
     # -- evaluation -----------------------------------------------------------------------------------------------
     def evaluate(self, data: ImageData, *, k: int = 100, **kwargs: Any) -> dict[str, Any]:

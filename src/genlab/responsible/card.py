@@ -29,6 +29,7 @@ from genlab.runfiles import (
     CONFIG_TOML,
     DATA_DIR,
     EVAL_FILE,
+    EVAL_PARTIAL_FILE,
     LINEAGE_FILE,
     RELEASE_FILE,
     SUMMARY_FILE,
@@ -46,7 +47,8 @@ def write_card(run_dir: Path) -> Path:
     return path
 
 
-def render_card(run_dir: Path) -> str:
+def render_card(run_dir: Path, *, usage: str | None = None) -> str:
+    """The card's Markdown; ``usage`` (Python that uses an export) makes it the README of an exported folder."""
     from genlab import config as cfgmod
 
     run_dir = Path(run_dir)
@@ -55,7 +57,10 @@ def render_card(run_dir: Path) -> str:
     info = _gather(run_dir, cfgmod.read_toml(run_dir / CONFIG_TOML))
     parts = [
         _front_matter(info),
-        f"# {info['name']}\n\n{S.lede(info)}\n\nCommands below write `RUN` for this folder.",
+        f"# {info['name']}\n\n{S.lede(info)}\n\n" + ("Commands below write `RUN` for this folder." if not usage else
+                                                     "This folder is an export of that genlab run; commands below "
+                                                     "that name `RUN` need the run itself."),
+        *([f"## Use this export\n\nThis folder loads without genlab:\n\n```python\n{usage}\n```"] if usage else []),
         S.model_section(info),
         S.lineage_section(info),
         S.data_section(info),
@@ -65,7 +70,9 @@ def render_card(run_dir: Path) -> str:
         S.release_section(info),
         S.audit_section(info),
         S.use_section(info),
+        S.how_to_use_section(info),
         S.reproduce_section(info),
+        S.citation_section(info),
     ]
     return "\n\n".join(p.strip() for p in parts) + "\n"
 
@@ -76,14 +83,19 @@ def _gather(run_dir: Path, raw: dict[str, Any]) -> dict[str, Any]:
 
     family = str(raw.get("family", "?"))
     try:
-        plugin = registry.get_modality(raw.get("modality") or registry.get_family(family).modality)
+        family_cls = registry.get_family(family)
+        plugin = registry.get_modality(raw.get("modality") or family_cls.modality)
     except GenlabError:  # a family or modality this genlab does not have: the card is still written
-        plugin = None
+        family_cls = plugin = None
     dataset = str(raw.get("dataset", "?"))
+    registered = registry.get_dataset(dataset) if registry.dataset_modality(dataset) else None
     return {
         "run_dir": run_dir,
         "name": run_dir.resolve().name,
         "family": family,
+        "family_cls": family_cls,
+        "plugin": plugin,
+        "dataset_info": registered,
         "modality": plugin.name if plugin else "unknown",
         "pipeline_tag": plugin.pipeline_tag if plugin else None,
         "intended_use": plugin.intended_use if plugin else (),
@@ -94,12 +106,23 @@ def _gather(run_dir: Path, raw: dict[str, Any]) -> dict[str, Any]:
         "summary": read_json(run_dir / SUMMARY_FILE),
         "progress": summarize(run_dir),
         "meta": read_json(run_dir / DATA_DIR / "meta.json"),
-        "eval": read_json(run_dir / EVAL_FILE),
+        "eval": read_json(run_dir / EVAL_FILE) or read_json(run_dir / EVAL_PARTIAL_FILE),
         "energy": read_energy(run_dir),
         "audit": read_json(run_dir / AUDIT_FILE),
         "release_file": read_json(run_dir / RELEASE_FILE),
         "lineage": read_json(run_dir / LINEAGE_FILE),
+        "data_unused": _unused(plugin, raw.get("data") or {}),
     }
+
+
+def _unused(plugin: Any, data_cfg: dict[str, Any]) -> dict[str, str]:
+    """The ``[data]`` settings that had no effect on this run, and why (the data config says)."""
+    try:
+        config = plugin.DataConfig(**data_cfg)
+    except (AttributeError, TypeError, ValueError):  # no plugin, or a config this genlab does not read
+        return {}
+    unused = getattr(config, "unused", None)
+    return unused() if unused else {}
 
 
 def _dataset_name(dataset: str) -> str:
@@ -124,6 +147,12 @@ def _front_matter(info: dict[str, Any]) -> str:
         extra["co2_eq_emissions"] = co2
     if info["lineage"] and info["lineage"].get("name"):
         extra["base_model"] = info["lineage"]["name"]
+    info_d = info["dataset_info"]
+    if info_d is not None:
+        extra["license"] = info_d.license_id
+        extra["language"] = list(info_d.language) or None
+    else:
+        extra["license"] = "unknown"  # the user's own data: only its owner can say
     data = ModelCardData(
         library_name="genlab",
         tags=list(dict.fromkeys([info["family"], info["modality"], "genlab"])),
@@ -140,7 +169,10 @@ def _front_matter(info: dict[str, Any]) -> str:
 def _eval_metrics(info: dict[str, Any]) -> dict[str, float]:
     """The report's measured figures; integers are counts (tokens scored, samples, parameters), not metrics."""
     report = info["eval"] or {}
-    return {k: _sig(v, 6) for k, v in report.items() if isinstance(v, float) and math.isfinite(v)}
+    if report.get("partial"):  # the model index holds figures of the whole held-out split only
+        return {}
+    figures = {**report, **(report["model"] if isinstance(report.get("model"), dict) else {})}
+    return {k: _sig(v, 6) for k, v in figures.items() if isinstance(v, float) and math.isfinite(v)}
 
 
 def _co2_block(info: dict[str, Any]) -> dict[str, Any] | None:

@@ -50,7 +50,12 @@ def model_section(info: dict[str, Any]) -> str:
 
 
 def data_section(info: dict[str, Any]) -> str:
-    lines = ["## Training data", "", f"Dataset: `{info['dataset']}`."]
+    dataset = info["dataset_info"]
+    licence = (f"Its licence: {dataset.licence}. The weights derive from the data, so that licence (and its "
+               "attribution terms) should be taken to cover them and what they generate, unless you know otherwise."
+               if dataset is not None else
+               "The data is the user's own: its licence is unknown here; say it before sharing the weights.")
+    lines = ["## Training data", "", f"Dataset: `{info['dataset']}`. {licence}"]
     data_cfg = info["raw"].get("data") or {}
     meta = info["meta"]
     if meta:
@@ -72,7 +77,8 @@ def data_section(info: dict[str, Any]) -> str:
     else:
         lines += ["", "Split sizes: not recorded (no `data/meta.json`)."]
     if data_cfg:
-        settings = [(k, _fmt(v)) for k, v in data_cfg.items()]
+        unused = info["data_unused"]
+        settings = [(k, _fmt(v) + (f" ({unused[k]})" if k in unused else "")) for k, v in data_cfg.items()]
         lines += ["", "Data settings (`[data]`):", "", *table(("setting", "value"), settings)]
     return "\n".join(lines)
 
@@ -123,18 +129,20 @@ def lineage_section(info: dict[str, Any]) -> str:
 
 
 def evaluation_section(info: dict[str, Any]) -> str:
-    report = info["eval"]
-    lines = ["## Evaluation", ""]
+    from genlab.evaluate.report import report_rows
+
+    report, lines = info["eval"], ["## Evaluation", ""]
     if not report:
         return "\n".join(lines + ["Not measured yet: run `genlab eval RUN`, then `genlab card RUN`."])
-    refs = [k for k in ("floor", "ceiling") if isinstance(report.get(k), dict)]
-    headers = ("metric", "model", *(f"{r} ({'random weights' if r == 'floor' else 'real data'})" for r in refs))
-    rows = [(k, _fmt(v), *(_fmt(report[r].get(k)) for r in refs))
-            for k, v in report.items() if k not in ("run", "family", "dataset", *refs) and not isinstance(v, dict)]
-    lines += [f"On the held-out split of `{info['dataset']}` (`eval.json`)"
+    titles, rows = report_rows(report)
+    where = "`eval.json`"
+    if report.get("partial"):
+        where = (f"`eval.partial.json`: a partial evaluation, on {report['partial']}; run `genlab eval RUN` for the "
+                 "whole split")
+    lines += [f"On the held-out split of `{info['dataset']}` ({where})"
               + (": the floor is the same network with random weights, the ceiling real data scored as samples."
-                 if refs else "."), ""]
-    return "\n".join(lines + table(headers, rows))
+                 if "floor" in report else "."), ""]
+    return "\n".join(lines + table(tuple(titles), [(r[0], *map(_fmt, r[1:])) for r in rows]))
 
 
 ENERGY_NOTE = (
@@ -235,8 +243,40 @@ def audit_section(info: dict[str, Any]) -> str:
 
 
 def use_section(info: dict[str, Any]) -> str:
-    paragraphs = info["intended_use"] or GENERIC_USE
+    paragraphs = [*(info["intended_use"] or GENERIC_USE),
+                  *(info["plugin"].card_notes(info["meta"] or {}) if info["plugin"] is not None else [])]
     return "\n".join(["## Intended use and limitations", "", *[f"- {p}" for p in paragraphs]])
+
+
+def how_to_use_section(info: dict[str, Any]) -> str:
+    from genlab import usage
+
+    family, plugin = info["family_cls"], info["plugin"]
+    if family is None or plugin is None:
+        return "## How to use\n\nThis genlab does not know the family or the kind of data of this run."
+    lines = ["## How to use", "", "With genlab installed, from the folder that holds this run (`RUN`):", "", "```sh",
+             *usage.commands(family, plugin, "RUN"), "```", "", "```python", usage.python(family, plugin, "RUN"), "```"]
+    if family.export_hint:
+        lines += ["", "Without genlab: `genlab export RUN OUT` writes a folder that loads with "
+                  f"`{family.export_hint.format(path='OUT')}`."]
+    return "\n".join(lines)
+
+
+def citation_section(info: dict[str, Any]) -> str:
+    from datetime import date
+
+    version = (info["model_json"] or {}).get("genlab_version", "?")
+    family = info["family_cls"]
+    key = "".join(c for c in info["name"] if c.isalnum()) or "genlabrun"
+    lines = ["## Citation", "", "```bibtex", f"@misc{{{key},", f"  title = {{{info['name']}: a {info['family']} "
+             f"model trained on {info['dataset']}}},", f"  note = {{Trained with genlab {version}}},",
+             f"  year = {{{date.today().year}}}", "}", "```"]
+    if family is not None and family.cites:
+        lines += ["", f"The architecture and objective: {family.cites}."]
+    dataset = info["dataset_info"]
+    if dataset is not None:
+        lines += [f"The training data: `{dataset.name}` ({dataset.description}; licence {dataset.licence})."]
+    return "\n".join(lines)
 
 
 def reproduce_section(info: dict[str, Any]) -> str:

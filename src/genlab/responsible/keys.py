@@ -213,7 +213,4 @@ def _common_name(cert: x509.Certificate) -> str:
 
 def _write(path: Path, data: bytes, mode: int) -> None:
     """Write atomically with the given permissions (set on the temporary file, before the rename)."""
-    def write(tmp: Path) -> None:
-        tmp.write_bytes(data)
-        tmp.chmod(mode)
-    atomic_write(path, write)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data), mode=mode)

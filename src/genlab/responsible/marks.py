@@ -108,7 +108,9 @@ class TextMarks(Marks):
     def verdict(self, content: str, generation: dict[str, Any]) -> WatermarkVerdict:
         s = self.detect(content).document
         detail = {"z": s.z, "p_value": s.p_value, "tokens_scored": s.tokens_scored, "green_fraction": s.green_fraction}
-        matches = self.identity.run_id == generation["run_id"] if generation.get("run_id") else None
+        matches = None  # only a mark that was found can name a run
+        if s.watermarked and generation.get("run_id"):
+            matches = self.identity.run_id == generation["run_id"]
         return WatermarkVerdict(self.scheme, True, s.watermarked, detail, matches)
 
 

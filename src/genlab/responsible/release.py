@@ -64,7 +64,7 @@ def run_identity(run_dir: Path, *, create: bool = False) -> RunIdentity:
                           "they can no longer be tested or matched; restore the file from a backup")
     identity = RunIdentity(run_id=secrets.token_hex(16), text_key=secrets.randbits(63), text_scheme=TEXT_SCHEME)
     record = {"run_id": identity.run_id, "text_key": identity.text_key, "text_scheme": identity.text_scheme}
-    atomic_write_bytes(path, json.dumps(record, indent=2).encode())
+    atomic_write_bytes(path, json.dumps(record, indent=2).encode(), mode=0o600)  # holds the secret text key
     return identity
 
 

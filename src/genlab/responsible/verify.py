@@ -38,7 +38,12 @@ def verify(path: str | Path, *, runs: str | Path | None = "runs", run: str | Pat
         raise GenlabError(f"{path}: no such file")
     prov = verify_file(path)
     scheme = scheme_for(path.suffix.lower())
-    mark = None if scheme is None else _look(scheme, path, prov.generation or {}, runs=runs, run=run)
+    mark = None
+    if scheme is not None:
+        try:
+            mark = _look(scheme, path, prov.generation or {}, runs=runs, run=run)
+        except GenlabError as e:  # the content cannot be read (a truncated image) or its run not opened: say so
+            mark = WatermarkVerdict(scheme.scheme, False, note=str(e))
     return Verdict(path, prov, mark)
 
 

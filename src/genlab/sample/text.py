@@ -10,15 +10,18 @@ last ``block_size // 2`` tokens), as nanoGPT does, instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from transformers.activations import ACT2FN
 
 from genlab.errors import BadArgument
+from genlab.progress import task
 
 
 class KVDecoder:
@@ -157,33 +160,43 @@ def generate_ids(
     out = seq[:, P:]  # (n, max_new_tokens) view
     done = torch.zeros(n, dtype=torch.bool, device=device)
     t = 0
-    for t in range(max_new_tokens):
-        temp = temperature
-        if logits_processor is not None:  # after temperature, as in transformers' generate()
-            if temperature > 0:
-                logits, temp = logits.float() / temperature, 1.0
-            logits = logits_processor(seq[:, : P + t], logits)
-        nxt = pick(logits, temperature=temp, top_k=top_k, top_p=top_p, generator=generator)  # 2. choose (n,)
-        if stop_id is not None:
-            nxt = nxt.masked_fill(done, stop_id)
-            done |= nxt == stop_id
-        out[:, t] = nxt
-        if on_token is not None:
-            on_token(int(nxt[0]))
-        if stop_id is not None and bool(done.all()):
-            break
-        if dec.pos == window:  # 3. context full: keep the last half and re-encode it
-            keep = seq[:, : P + t + 1][:, -(window // 2) :]
-            dec.reset()
-            logits = dec.step(keep)
-        else:
-            logits = dec.step(nxt[:, None])  # 4. feed the chosen token back
+    shown = task(f"generating {n} x {max_new_tokens} tokens", total=max_new_tokens) if on_token is None and n > 1 \
+        else contextlib.nullcontext(lambda k=1: None)  # a streamed text is its own progress
+    with shown as advance:
+        for t in _steps(max_new_tokens, advance):
+            temp = temperature
+            if logits_processor is not None:  # after temperature, as in transformers' generate()
+                if temperature > 0:
+                    logits, temp = logits.float() / temperature, 1.0
+                logits = logits_processor(seq[:, : P + t], logits)
+            nxt = pick(logits, temperature=temp, top_k=top_k, top_p=top_p, generator=generator)  # 2. choose (n,)
+            if stop_id is not None:
+                nxt = nxt.masked_fill(done, stop_id)
+                done |= nxt == stop_id
+            out[:, t] = nxt
+            if on_token is not None:
+                on_token(int(nxt[0]))
+            if stop_id is not None and bool(done.all()):
+                break
+            if dec.pos == window:  # 3. context full: keep the last half and re-encode it
+                keep = seq[:, : P + t + 1][:, -(window // 2) :]
+                dec.reset()
+                logits = dec.step(keep)
+            else:
+                logits = dec.step(nxt[:, None])  # 4. feed the chosen token back
     result = []
     for row in out[:, : t + 1].tolist():
         if stop_id is not None and stop_id in row:
             row = row[: row.index(stop_id)]
         result.append(row)
     return result
+
+
+def _steps(count: int, advance) -> Any:
+    """range(count), reporting each step done."""
+    for t in range(count):
+        yield t
+        advance()
 
 
 def check_sampling(n: int, max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,

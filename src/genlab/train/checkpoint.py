@@ -125,3 +125,14 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
         t = tensors[k]
         h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step a checkpoint file holds (its header only), or None when there is no readable checkpoint."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return int((f.metadata() or {})["step"])
+    except Exception:
+        return None

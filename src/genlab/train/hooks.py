@@ -7,6 +7,7 @@ the ``Trainer`` first, so it can read ``trainer.family``, ``trainer.data``, ``tr
 
     on_train_start(trainer)                     networks, optimizers and a resumed state are ready
     on_step_end(trainer, step, logs)            after each optimizer step, its validation and checkpoint
+    on_log(trainer, record)                     each line written to metrics.jsonl (a dict of floats by name)
     on_validation(trainer, step, val_loss)      after each validation estimate
     on_checkpoint(trainer, step)                after each checkpoint is written
     on_train_end(trainer, status, summary)      "completed", "interrupted" (Ctrl-C) or "failed (Error)"
@@ -23,7 +24,7 @@ from typing import Any
 
 import torch
 
-EVENTS = ("train_start", "step_end", "validation", "checkpoint", "train_end")
+EVENTS = ("train_start", "step_end", "log", "validation", "checkpoint", "train_end")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class Callback:
     def on_train_start(self, trainer: Any) -> None: ...
 
     def on_step_end(self, trainer: Any, step: int, logs: dict[str, Any]) -> None: ...
+
+    def on_log(self, trainer: Any, record: dict[str, float]) -> None: ...
 
     def on_validation(self, trainer: Any, step: int, val_loss: float) -> None: ...
 

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from genlab.config import TrainConfig
+from genlab import progress
 from genlab.nets import eval_mode
 from genlab.runfiles import CHECKPOINT_FILE, METRICS_FILE, SAMPLES_DIR, read_metrics
 from genlab.train import checkpoint as ckpt
@@ -74,7 +75,7 @@ class Trainer:
             torch.set_num_threads(self.config.threads)
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         try:
-            with torch.random.fork_rng(devices=devices):
+            with torch.random.fork_rng(devices=devices), progress.shown(False):  # the loop draws its own bar
                 return self._run()
         finally:
             torch.set_num_threads(threads)
@@ -276,10 +277,11 @@ class Trainer:
             self.family.preview(step, self.run_dir / SAMPLES_DIR)
 
     def _log(self, record: dict[str, float]) -> None:
-        if self.metrics_path is None or not self.writes:
-            return
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in record.items()}) + "\n")
+        if self.metrics_path is not None and self.writes:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in record.items()})
+                        + "\n")
+        self._emit("log", record=record)
 
     def _rng_state(self) -> dict[str, torch.Tensor]:
         state = {"torch": torch.get_rng_state(), "batches": self.batch_rng.get_state()}
