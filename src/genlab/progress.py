@@ -21,6 +21,7 @@ from typing import Any
 
 _shown: ContextVar[bool] = ContextVar("genlab_progress_shown", default=False)
 _display: ContextVar[Any] = ContextVar("genlab_progress_display", default=None)
+LOGGED = "logged"  # the display of a task that writes one line to a log when it ends
 
 
 @contextlib.contextmanager
@@ -40,6 +41,9 @@ def task(description: str, total: int | None = None) -> Iterator[Callable[[int],
         yield _nothing
         return
     display = _display.get()
+    if display == LOGGED:  # inside a task of a log: only the outermost one is written
+        yield _nothing
+        return
     if display is not None:  # inside another task: a line of the same display
         yield from _line(display, description, total)
         return
@@ -49,7 +53,15 @@ def task(description: str, total: int | None = None) -> Iterator[Callable[[int],
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as display:
+    console = Console(stderr=True)
+    if not console.is_terminal:  # a log (a pipe, a file): one line when the work is done, no redrawing
+        token = _display.set(LOGGED)
+        try:
+            yield from _logged(console, description, total)
+        finally:
+            _display.reset(token)
+        return
+    with Progress(*columns, console=console, transient=True) as display:
         token = _display.set(display)
         try:
             yield from _line(display, description, total)
@@ -63,6 +75,22 @@ def _line(display: Any, description: str, total: int | None) -> Iterator[Callabl
         yield lambda k=1: display.advance(line, k)
     finally:
         display.remove_task(line)
+
+
+def _logged(console: Any, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    import time
+
+    done, t0 = [0], time.perf_counter()
+
+    def advance(k: int = 1) -> None:
+        done[0] += k
+
+    try:
+        yield advance
+    finally:
+        of = f"/{total}" if total is not None else ""
+        console.print(f"{description}: {done[0]}{of} in {time.perf_counter() - t0:.1f} s", markup=False,
+                      highlight=False)
 
 
 def _nothing(k: int = 1) -> None:

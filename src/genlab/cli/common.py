@@ -19,8 +19,10 @@ from rich.table import Table
 from genlab import registry
 from genlab.errors import GenlabError
 
-out = Console()
-err = Console(stderr=True)
+# Into a file or a pipe, tables take the width their content needs: nothing is cut or wrapped for an 80-column
+# terminal that is not there. In a terminal, cells wrap (fold) within its width rather than cut.
+out = Console() if sys.stdout.isatty() else Console(width=1000)
+err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=1000)
 
 
 def with_options(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -130,6 +132,14 @@ def write_text(text: str) -> None:
     """Text exactly as generated (no wrapping, no markup), then a newline."""
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def rule(title: str) -> None:
+    """A header line between outputs: a rule across the terminal, or a short plain line in a file or a pipe."""
+    if sys.stdout.isatty():
+        out.rule(title, style="dim")
+    else:
+        write_text(f"--- {title} ---")
 
 
 def print_json(data: Any) -> None:

@@ -15,8 +15,8 @@ from genlab.cli.common import (
     check_new,
     fresh,
     given,
-    out,
     print_json,
+    rule,
     say_watermark,
     saved,
     with_options,
@@ -63,7 +63,7 @@ def sample(
             print_json([{"title": title, "text": text} for title, text in sections])
             return
         for title, text in sections:
-            out.rule(title, style="dim")
+            rule(title)
             write_text(text)
         return
     outputs = r.sample(n, seed=seed, watermark=watermark, **chosen)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import genlab
-from genlab.cli.common import err, out
+from genlab.cli.common import err, out, print_json, table
 from genlab.errors import GenlabError
 from genlab.sample.code import NO_REPEAT_NGRAM
 
@@ -18,21 +18,23 @@ def fill(
     run: Annotated[Path, typer.Argument(help="run folder of a bert model")],
     text: Annotated[str, typer.Argument(help='text with one or more [MASK], e.g. "To be or not to [MASK]"')],
     top_k: Annotated[int, typer.Option("--top-k", help="fillers to show per [MASK]")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Fill in each [MASK] of a text: the most likely tokens and their probabilities (bert runs)."""
-    from rich.table import Table
     from rich.text import Text
 
     model = genlab.load(run).model
     if not hasattr(model, "fill"):
         raise GenlabError(f"{run} is not a masked language model; fill needs a bert run")
-    for i, fillers in enumerate(model.fill(text, top_k=top_k), start=1):
-        table = Table(title=Text(f"[MASK] {i}"))
-        table.add_column("token")
-        table.add_column("probability", justify="right")
+    filled = model.fill(text, top_k=top_k)
+    if as_json:
+        print_json([[{"token": token, "probability": p} for token, p in fillers] for fillers in filled])
+        return
+    for i, fillers in enumerate(filled, start=1):
+        t = table(f"[MASK] {i}", "token", "probability", right=("probability",))
         for token, p in fillers:
-            table.add_row(Text(repr(token)), f"{p:.4f}")
-        out.print(table)
+            t.add_row(Text(repr(token)), f"{p:.4f}")
+        out.print(t)
 
 
 def embed(
