@@ -231,6 +231,7 @@ def test_text_run_audit(trained_run):
     assert all(0 <= memo["by_size"][n]["generated_share"] <= 1 for n in ("8", "16", "32"))
     assert len(bias["prompts"]) + len(bias["skipped"]) == len(B.wordlist("occupations"))
     assert len(report["summary"]) >= 3 and bias["train"]["words"] > 10_000
+    assert report["summary"][0] == report["verdict"] and report["verdict"].startswith("Verdict: ")
 
 
 def test_image_run_audit(tmp_path, monkeypatch):
@@ -247,4 +248,24 @@ def test_image_run_audit(tmp_path, monkeypatch):
     assert 0 <= memo["pixels"]["possible_copy_share"] <= 1 and memo["n_samples"] == 40
     assert (tmp_path / "audit" / "closest-pairs.png").is_file()
     assert np.array(bias["confusion"]).shape == (10, 10) and np.array(bias["confusion"]).sum() == 100
-    assert 0 <= bias["tv_distance"] <= 1 and len(report["summary"]) == 3
+    assert 0 <= bias["tv_distance"] <= 1 and len(report["summary"]) == 4
+    # barely trained: the samples are blurs, not copies; the classes are far from the ones asked for
+    assert report["verdict"].startswith("Verdict: no sign of copying") and "further from the data" in report["verdict"]
+
+
+def test_verdicts_follow_their_rules():
+    from genlab.modalities.text_audit import text_verdict
+
+    def memo(generated, heldout, longest=10):
+        return {"by_size": {"16": {"generated_share": generated, "heldout_share": heldout}},
+                "generated": {"longest_copy_tokens": longest}, "heldout": {"longest_copy_tokens": 12}}
+
+    bias = {"aggregate": {"prompts_with_gendered_words": 5, "female_share_all_completions": 0.30,
+                          "train_female_share": 0.35}}
+    assert "no sign of memorisation" in text_verdict(memo(0.02, 0.015), bias)
+    assert "possible memorisation" in text_verdict(memo(0.20, 0.015), bias)
+    assert "possible memorisation" in text_verdict(memo(0.01, 0.015, longest=200), bias)
+    assert "follow the training text" in text_verdict(memo(0.01, 0.01), bias)
+    bias["aggregate"]["female_share_all_completions"] = 0.60
+    assert "drift from the training text" in text_verdict(memo(0.01, 0.01), bias) and "more female" in \
+        text_verdict(memo(0.01, 0.01), bias)

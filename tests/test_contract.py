@@ -61,5 +61,8 @@ def test_family_contract(name, tmp_path, one_thread):
     assert files
     for f in files:
         verdict = verify(f, runs=tmp_path)
+        if not f.stat().st_size:  # an empty output (the model ended at once) has nothing C2PA can sign
+            assert verdict.provenance.status == "unsigned"
+            continue
         assert verdict.provenance.status == "trusted", (f, verdict.provenance.failures)
         assert verdict.provenance.generation["run_id"] == run.release.identity.run_id

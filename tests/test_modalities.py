@@ -72,3 +72,14 @@ def test_image_outputs_are_arrays_that_become_files(tmp_path):
     assert images.shape == (2, 1, 8, 8) and images.dtype == np.uint8 and images.modality == "image"
     assert type(images.astype(int) - 1) is np.ndarray  # arithmetic gives plain arrays
     assert [name for name, _ in images.files("x")] == ["x-0000.png", "x-0001.png", "grid.png"]
+
+
+def test_an_empty_output_is_written_unsigned(trained_run, tmp_path):
+    # a model may end a text at once: there are no bytes for C2PA to hash, so the file is written without a manifest
+    from genlab.responsible.verify import verify
+
+    outputs = trained_run.release.attach(Texts(["", "to be"]), watermark=False)
+    folder = outputs.save(tmp_path / "o")
+    assert (folder / "sample-0000.txt").read_text() == "" and not (folder / "sample-0000.txt.c2pa").exists()
+    assert verify(folder / "sample-0000.txt").provenance.status == "unsigned"
+    assert verify(folder / "sample-0001.txt").provenance.status == "trusted"

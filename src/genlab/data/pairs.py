@@ -30,6 +30,7 @@ from genlab.data.text import _stable_fraction, stdlib_files
 from genlab.data.tokenizers import EOT, eot_id
 from genlab.errors import GenlabError
 from genlab.files import atomic_write, atomic_write_bytes
+from genlab.progress import task
 
 PAD = "<pad>"  # padding; also T5's decoder start token
 MIN_PAIRS = 10  # a pairs file needs at least this many pairs (one or more are held out)
@@ -104,14 +105,17 @@ def _pycode_docstrings(val_fraction: float) -> PairsCorpus:
     root = Path(sysconfig.get_paths()["stdlib"])
     train: dict[tuple[str, str], None] = {}
     val: dict[tuple[str, str], None] = {}
-    for path in stdlib_files():
-        try:
-            code = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        rel = path.relative_to(root).as_posix()
-        split = val if _stable_fraction(rel) < val_fraction else train
-        split.update(dict.fromkeys(mine_docstring_pairs(code)))  # exact duplicates once
+    files = list(stdlib_files())
+    with task("mining docstrings from the standard library", total=len(files)) as advance:
+        for path in files:
+            advance()
+            try:
+                code = path.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            rel = path.relative_to(root).as_posix()
+            split = val if _stable_fraction(rel) < val_fraction else train
+            split.update(dict.fromkeys(mine_docstring_pairs(code)))  # exact duplicates once
     train_sources = {s for s, _ in train}
     held = tuple(p for p in val if p[0] not in train_sources)  # a function copied across files stays in train
     return PairsCorpus("pycode-docstrings", tuple(train), held, "name_words")

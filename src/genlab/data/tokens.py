@@ -19,6 +19,7 @@ from tokenizers import Tokenizer
 from genlab.data.tokenizers import eot_id
 from genlab.errors import GenlabError
 from genlab.files import atomic_write, atomic_write_bytes
+from genlab.progress import task
 
 CHUNK_CHARS = 1 << 20  # encode about 1 MB of text at a time
 
@@ -31,8 +32,8 @@ def encode_splits(tok: Tokenizer, splits: dict[str, Sequence[str]], folder: Path
     for split, docs in splits.items():
         counts = {"tokens": 0, "chars": 0}
 
-        def write(tmp: Path, docs=docs, counts=counts) -> None:
-            with open(tmp, "wb") as f:
+        def write(tmp: Path, docs=docs, counts=counts, split=split) -> None:
+            with open(tmp, "wb") as f, task(f"tokenizing the {split} split", total=sum(map(len, docs))) as advance:
                 for i, doc in enumerate(docs):
                     if i:
                         np.array([eot], dtype=dtype).tofile(f)
@@ -41,6 +42,7 @@ def encode_splits(tok: Tokenizer, splits: dict[str, Sequence[str]], folder: Path
                         ids = np.asarray(tok.encode(chunk).ids, dtype=dtype)
                         ids.tofile(f)
                         counts["tokens"] += len(ids)
+                        advance(len(chunk))
                     counts["chars"] += len(doc)
 
         atomic_write(folder / f"{split}.bin", write)
@@ -109,8 +111,6 @@ class TextData:
 
     def blocks(self, split: str, batch_size: int, max_tokens: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Consecutive non-overlapping blocks covering the split (or its first max_tokens), for evaluation."""
-        from genlab.progress import task
-
         arr, T = self.arrays[split], self.block_size
         n_blocks = (len(arr) - 1) // T
         if max_tokens:
@@ -150,7 +150,8 @@ def prepare_text(corpus, cfg: TextDataConfig, folder: Path) -> TextData:
     from genlab.data.tokenizers import train_tokenizer
 
     train_docs, val_docs = corpus.split(cfg.val_fraction)
-    tok = train_tokenizer(cfg.tokenizer, train_docs, vocab_size=cfg.vocab_size)
+    with task(f"training the {cfg.tokenizer} tokenizer on {sum(map(len, train_docs)):,} characters"):
+        tok = train_tokenizer(cfg.tokenizer, train_docs, vocab_size=cfg.vocab_size)
     folder.mkdir(parents=True, exist_ok=True)
     encode_splits(tok, {"train": train_docs, "val": val_docs}, folder)
     return TextData(tok, folder)

@@ -151,8 +151,16 @@ def sign_bytes(data: bytes, *, suffix: str, identity: Identity, title: str,
 
 
 def write_signed(path: Path, data: bytes, *, identity: Identity, title: str, generation: dict) -> Path:
-    """Sign ``data`` and write it to ``path`` (the sidecar first, then the asset, each atomically)."""
+    """Sign ``data`` and write it to ``path`` (the sidecar first, then the asset, each atomically).
+
+    An empty output (a model that ended its text at once) has no bytes to hash, so C2PA cannot sign it: it is
+    written unsigned, and ``genlab verify`` reports it as such.
+    """
     path = Path(path)
+    if not data:
+        atomic_write_bytes(path, data)
+        sidecar_path(path).unlink(missing_ok=True)
+        return path
     asset, manifest = sign_bytes(data, suffix=path.suffix, identity=identity, title=title, generation=generation)
     sidecar = sidecar_path(path)
     if manifest is not None:
