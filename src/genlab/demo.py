@@ -36,8 +36,8 @@ def run_demo(out: Path, *, minutes: float, console: Console) -> None:
         console.rule(style="dim")
         console.print(prompt + text, markup=False, highlight=False)
     console.rule(style="dim")
-    console.print(f"\nthe run is in [bold]{out}[/] (loss curve: {out / 'loss.png'}, model card: {out / 'README.md'}); "
-                  "the samples above carry the run's text watermark. Try next:")
+    console.print(f"\nthe run is in {out} (loss curve: {out / 'loss.png'}, model card: {out / 'README.md'}); "
+                  "the samples above carry the run's text watermark. Try next:", markup=False, highlight=False)
     for line in (
         f"genlab sample {out} --prompt 'JULIET:' --temperature 0.7 --seed 3",
         f"genlab eval {out}",

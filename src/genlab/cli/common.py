@@ -116,7 +116,7 @@ def saved(outputs: Any, folder: Path, sign: Optional[bool], prefix: str = "sampl
     names = [name for name, _ in outputs.files(prefix)]
     folder = outputs.save(folder, sign=sign, prefix=prefix)
     shown = ", ".join(names) if len(names) <= 3 else f"{names[0]} ... {names[-1]}"
-    err.print(f"{len(names)} files in [bold]{folder}[/]: {shown}", highlight=False)
+    err.print(f"{len(names)} files in {folder}: {shown}", markup=False, highlight=False)
     return folder
 
 

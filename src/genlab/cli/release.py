@@ -22,9 +22,9 @@ def keys_init(
     from genlab.responsible.keys import init_identity
 
     identity = init_identity(name=name, force=force)
-    err.print(f"signing identity [bold]{identity.subject}[/] in {identity.folder}\n"
+    err.print(f"signing identity {identity.subject} in {identity.folder}\n"
               f"certificate sha256 {identity.fingerprint}; share {identity.folder / 'root.pem'} so others can "
-              "verify your files as trusted")
+              "verify your files as trusted", markup=False, highlight=False)
 
 
 def verify(
@@ -149,4 +149,4 @@ def audit(
 def card(run: RunArg) -> None:
     """Write (or refresh) the run's model card, RUN/README.md, from what the run has measured."""
     path = genlab.load(run).write_card()
-    err.print(f"model card in [bold]{path}[/]")
+    err.print(f"model card in {path}", markup=False, highlight=False)

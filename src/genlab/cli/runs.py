@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.text import Text
 
 import genlab
 from genlab.cli.common import RunArg, err, given, out, print_json, table, with_options
@@ -44,8 +45,8 @@ def train(
         _interrupted(family, data, out_)
         raise typer.Exit(130) from None
     s = run.summary()
-    err.print(f"[bold green]done[/]: {s['steps']} steps, best validation loss {s['best_val_loss']:.4f}, "
-              f"{s['wall_s']:.0f} s; run in [bold]{run.path}[/]")
+    err.print(Text.assemble(("done", "bold green"), f": {s['steps']} steps, best validation loss "
+                            f"{s['best_val_loss']:.4f}, {s['wall_s']:.0f} s; run in {run.path}"), highlight=False)
     err.print("next:", highlight=False)
     for command in next_commands(run):
         err.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
@@ -106,7 +107,7 @@ def export(
     """Write a folder that plain transformers or diffusers loads (with the model card and how to use it)."""
     r = genlab.load(run)
     path = r.export(dest)
-    err.print(f"exported to [bold]{path}[/]: {r.model.export_hint.format(path=path)}", highlight=False)
+    err.print(f"exported to {path}: {r.model.export_hint.format(path=path)}", markup=False, highlight=False)
 
 
 def runs(folder: Annotated[Path, typer.Argument(help="folder holding runs")] = Path("runs"), as_json: Json = False

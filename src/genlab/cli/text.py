@@ -66,7 +66,7 @@ def embed(
     buffer = io.BytesIO()
     np.save(buffer, vectors)
     atomic_write(out_, lambda tmp: tmp.write_bytes(buffer.getvalue()))
-    err.print(f"{len(lines)} vectors of {vectors.shape[1]} in [bold]{out_}[/]")
+    err.print(f"{len(lines)} vectors of {vectors.shape[1]} in {out_}", markup=False, highlight=False)
 
 
 # -- code assistant: complete -----------------------------------------------------------------------------------
