@@ -116,3 +116,38 @@ def test_detect_rejects_bad_images_and_keys():
     with pytest.raises(GenlabError, match="key"):
         detect(np.zeros((1, 32, 32), np.uint8), key=-1)
     assert isinstance(DEFAULT_KEY, int)
+
+
+def test_robustness_note_states_what_was_measured_at_the_nearest_smaller_side():
+    from genlab.responsible.image_watermark import MEASURED_SURVIVAL, MIN_SIZE, SURVIVAL_ATTACKS, robustness_note
+
+    # the table: every measured side has a rate in [0, 1] for every attack; rotations and flips are not survived
+    assert sorted(MEASURED_SURVIVAL) == [28, 64, 256]
+    for rates in MEASURED_SURVIVAL.values():
+        assert list(rates) == list(SURVIVAL_ATTACKS) and all(0.0 <= r <= 1.0 for r in rates.values())
+        assert max(rates["rotate90"], rates["flip"]) <= 0.1
+    # the note: the nearest measured side at or below, survived and lost attacks apart
+    n28 = robustness_note(28)
+    kept, lost = n28.split("It was not found after")
+    assert n28.startswith("Measured on 28x28 images:") and "lossless copies" in kept
+    assert "JPEG 75" in lost and "a 50% resize and back" in lost and "mirroring" in lost
+    assert robustness_note(32) == n28 and "not 25x25" in robustness_note(25)
+    assert robustness_note(100).startswith("Measured on 64x64") and robustness_note(1024).startswith("Measured on 256")
+    assert "JPEG 50" in robustness_note(256).split("It was not found")[0]
+    assert "cannot carry" in robustness_note(MIN_SIZE - 1)
+
+
+def test_the_bench_measures_the_attacks_and_sides_the_table_holds():
+    import importlib.util
+    from pathlib import Path
+
+    from genlab.responsible.image_watermark import MEASURED_SURVIVAL, SURVIVAL_ATTACKS
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "watermark_images.py"
+    spec = importlib.util.spec_from_file_location("bench_watermark_images", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert list(bench.SURVIVAL_ATTACKS) == list(SURVIVAL_ATTACKS) and bench.SIDES == tuple(MEASURED_SURVIVAL)
+    for attack in bench.SURVIVAL_ATTACKS.values():  # each keeps (H, W, C) uint8
+        out = attack(np.zeros((64, 64, 3), np.uint8))
+        assert out.dtype == np.uint8 and out.ndim == 3

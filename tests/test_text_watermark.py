@@ -6,14 +6,15 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 import genlab
 
 from genlab.errors import GenlabError
-from genlab.responsible.release import RELEASE_FILE, run_identity
-from genlab.responsible.text_watermark import TextWatermark
+from genlab.responsible.release import RELEASE_FILE, TEXT_SCHEME, run_identity
+from genlab.responsible.text_watermark import SCHEMES, TextWatermark
 
 
 def cli(*args):
@@ -35,6 +36,86 @@ def test_marked_text_is_detected_and_plain_text_is_not(trained_run, corpus_file)
     assert min(z_marked) > 4.0, z_marked
     assert max(z_plain) < 4.0 and z_human < 4.0, (z_plain, z_human)
     assert marked != plain
+
+
+@pytest.fixture(scope="module")
+def adaptive_run(trained_run, tmp_path_factory) -> genlab.Run:
+    """The tiny run with new runs' scheme (lefthash-2-adaptive) and the same fixed key."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("adaptive") / "run"
+    shutil.copytree(trained_run.path, out)
+    (out / RELEASE_FILE).write_text(json.dumps({"run_id": "ad" * 16, "text_key": 20231127,
+                                                "text_scheme": "lefthash-2-adaptive"}))
+    return genlab.load(out)
+
+
+def test_new_runs_get_the_adaptive_scheme(tmp_path):
+    assert TEXT_SCHEME == "lefthash-2-adaptive" == SCHEMES[-1]
+    assert run_identity(tmp_path, create=True).text_scheme == TEXT_SCHEME
+    with pytest.raises(GenlabError, match="newer genlab"):
+        TextWatermark(64, 1, scheme="lefthash-9")
+
+
+def test_adaptive_scheme_detects_marked_text_even_edited_and_not_human_text(adaptive_run, corpus_file):
+    # setup: at the sampling default (temperature 0.8), the same prompts and seeds with and without the mark
+    kw = dict(prompt="HAMLET:", max_new_tokens=300, seed=3)
+    marked = adaptive_run.sample(4, **kw)
+    plain = adaptive_run.sample(4, watermark=False, **kw)
+    human = corpus_file.read_text()[50_000:50_600]
+    wm, tok = adaptive_run.release.marks.watermark, adaptive_run.model.tokenizer_
+    rng = np.random.default_rng(0)
+    edited = []
+    for text in marked:  # 20% of the tokens replaced by random ones
+        ids = tok.encode(text).ids
+        for j in rng.choice(len(ids), size=len(ids) // 5, replace=False):
+            ids[j] = int(rng.integers(wm.vocab_size))
+        edited.append(ids)
+    # run
+    z_marked = [adaptive_run.detect(t).document.z for t in marked]
+    z_edited = [wm.detect(ids).document.z for ids in edited]
+    z_plain = [adaptive_run.detect(t).document.z for t in plain]
+    z_human = adaptive_run.detect(human).document.z
+    # assert
+    assert wm.scheme == "lefthash-2-adaptive" and marked != plain
+    assert min(z_marked) > 4.0 and min(z_edited) > 4.0, (z_marked, z_edited)
+    assert max(z_plain) < 4.0 and z_human < 4.0, (z_plain, z_human)
+
+
+def test_adaptive_processor_and_detector_agree(adaptive_run):
+    # setup: random contexts, flat logits (every token equally likely) and one-hot logits (one token certain)
+    wm = adaptive_run.release.marks.watermark
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(wm.vocab_size, (6, 5), generator=g)  # (B, T)
+    certain = torch.full((6, wm.vocab_size), -1e4)
+    certain[:, 0] = 0.0
+    # run
+    flat = wm.processor()(ids, torch.zeros(6, wm.vocab_size))  # (B, V)
+    peaked = wm.processor()(ids, certain) - certain
+    flags = wm.green_flags(torch.randint(wm.vocab_size, (20_000,), generator=g).tolist())
+    # assert: the processor biases exactly the green list the detector counts, by 2 delta (1 - sum p^2)
+    for row, out in zip(ids.tolist(), flat):
+        assert torch.equal(out > 0, wm.green_mask(row[-2:]))
+    assert float(flat.max()) == pytest.approx(2 * wm.delta * (1 - 1 / wm.vocab_size))
+    assert float(peaked.abs().max()) < 1e-3
+    assert len(flags) == 20_000 - 2 and abs(np.mean(flags) - wm.gamma) < 0.015
+
+
+def test_old_runs_keep_lefthash_1_exactly(trained_run):
+    # setup: trained_run's release.json has no text_scheme, like every run made before it was recorded
+    from transformers import WatermarkLogitsProcessor
+
+    wm = trained_run.release.marks.watermark
+    hf = WatermarkLogitsProcessor(vocab_size=wm.vocab_size, device="cpu", greenlist_ratio=wm.gamma, bias=wm.delta,
+                                  hashing_key=wm.key, seeding_scheme="lefthash", context_width=1)
+    # run: the run's marked samples, and the model's own sampling with transformers' processor, same seed
+    ours = trained_run.sample(2, prompt="KING:", max_new_tokens=300, temperature=1.0, seed=4)
+    theirs = trained_run.model.sample(2, prompt="KING:", max_new_tokens=300, temperature=1.0, seed=4,
+                                      logits_processor=hf)
+    # assert: generation is unchanged, and detection finds it
+    assert trained_run.release.identity.text_scheme == "lefthash-1" == wm.scheme
+    assert list(ours) == list(theirs)
+    assert all(trained_run.detect(t).document.z > 4.0 for t in ours)
 
 
 def test_watermarked_sampling_is_seeded(trained_run):

@@ -71,7 +71,7 @@ class ReleaseConfig:
 
     watermark: bool = True  # mark generated text and images so they can be told apart as machine-made
     text_gamma: float = 0.25  # text watermark: share of the vocabulary on each step's green list
-    text_delta: float = 2.0  # text watermark: logit bias added to green tokens (higher = easier to detect)
+    text_delta: float = 2.0  # text watermark: green-token bias, scaled per step by how open it is (0 to 2x)
     z_threshold: float = 4.0  # text watermark: z-score above which a text is called watermarked
     sign: bool = True  # sign every generated file with a C2PA manifest (embedded, or a .c2pa sidecar)
     track_energy: bool = True  # record training energy and CO2 with CodeCarbon's offline tracker

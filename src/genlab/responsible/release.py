@@ -28,7 +28,7 @@ from genlab.files import Writer, atomic_write_bytes, write_plain
 from genlab.runfiles import MODEL_FILE, RELEASE_FILE
 
 
-TEXT_SCHEME = "lefthash-1"  # the text watermark's seeding of new runs (``text_watermark.SCHEMES``)
+TEXT_SCHEME = "lefthash-2-adaptive"  # the text watermark scheme of new runs (``text_watermark.SCHEMES``)
 
 
 @dataclass(frozen=True)
