@@ -79,3 +79,13 @@ def test_tiny_images_are_signed_but_not_marked(tmp_path):
     v = json.loads(cli("verify", tmp_path / "s" / "sample-0000.png", "--json").stdout)[0]
     assert r.returncode == 0 and "cannot carry the watermark" in r.stderr
     assert v["signature"] == "trusted" and v["generation"]["watermark"]["scheme"] == "none"
+
+
+def test_card_says_what_the_mark_survives_at_the_run_image_size(faces):
+    # run
+    card = (faces.path / "README.md").read_text()
+    # assert: the 32x32 run is told the figures measured at 28x28, not those of larger images
+    from genlab.responsible.image_watermark import robustness_note
+
+    assert robustness_note(32) in card and "Measured on 28x28 images" in card
+    assert robustness_note(256) not in card

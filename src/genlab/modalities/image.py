@@ -146,11 +146,10 @@ class ImageModality(Modality):
 
     def card_notes(self, meta: dict[str, Any]) -> list[str]:
         """What the watermark was measured to survive at this run's image size."""
-        from genlab.responsible import image_watermark
+        from genlab.responsible.image_watermark import robustness_note
 
-        shape = meta.get("shape") or []
-        note = getattr(image_watermark, "robustness_note", None)
-        return [note(min(shape[1:]))] if note is not None and len(shape) == 3 else []
+        shape = meta.get("shape") or []  # (C, H, W)
+        return [robustness_note(min(shape[1:]))] if len(shape) == 3 else []
 
     def audit(self, run: Any, *, n: int, seed: int, out: Path | None) -> dict:
         from genlab.modalities.image_audit import audit_image
