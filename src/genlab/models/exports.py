@@ -28,6 +28,10 @@ from genlab.files import atomic_write_bytes
 from genlab.models import standalone
 from genlab.version import genlab_version
 
+TORCH_EXPORT_USAGE = ("import sys\n\nsys.path.insert(0, '{path}')\n"  # a torch export's README snippet ({path})
+                      "import modeling  # the network's code: PyTorch only\n\n"
+                      "net = modeling.load('{path}')\nimages = modeling.sample(net, 16, seed=0)  # uint8 (16, C, H, W)")
+
 MODELING = '''"""{title}
 
 Exported by genlab {version}. Needs only PyTorch and safetensors:

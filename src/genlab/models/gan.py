@@ -30,6 +30,7 @@ from genlab.data.images import ImageData, from_unit
 from genlab.errors import GenlabError
 from genlab.modalities.image import Images, Interpolation, check_count, class_labels
 from genlab.models.base import Family, Phase, decay_groups
+from genlab.models.exports import TORCH_EXPORT_USAGE
 from genlab.nets import eval_mode, n_params, seeded_generator, slerp
 
 NO_IMAGES = "the gan family cannot encode an image; use vae or diffusion"
@@ -141,7 +142,7 @@ class GAN(Family):
              "Radford et al. 2016, Unsupervised Representation Learning with Deep Convolutional GANs")
     hints = ('genlab interpolate {run} --steps 8',)  # commands that work on any of its runs
     export_hint = "PyTorch alone: modeling.load('{path}') (the folder's modeling.py holds the generator's code)"
-    export_usage = ("import sys\n\nsys.path.insert(0, '{path}')\nimport modeling  # the network's code: PyTorch only\n\nnet = modeling.load('{path}')\nimages = modeling.sample(net, 16, seed=0)  # uint8 (16, C, H, W)")
+    export_usage = TORCH_EXPORT_USAGE
     Config = GANConfig
     example = {"set": ["model.z_dim=16", "model.width=8", "train.batch_size=32", "train.warmup_steps=5"]}
     train_defaults = {"lr": 2e-4, "min_lr": 2e-5, "beta1": 0.5, "beta2": 0.999, "weight_decay": 0.0,

@@ -25,6 +25,7 @@ from genlab.data.images import ImageData, fit_image, from_unit
 from genlab.errors import GenlabError
 from genlab.modalities.image import Images, Interpolation, check_count, check_label, check_strength
 from genlab.models.base import Family
+from genlab.models.exports import TORCH_EXPORT_USAGE
 from genlab.nets import seeded_generator, slerp
 
 LOG_2PI = math.log(2 * math.pi)
@@ -81,7 +82,7 @@ class PPCA(Family):
     cites = "Tipping & Bishop 1999, Probabilistic Principal Component Analysis"
     hints = ('genlab interpolate {run} --steps 8',)  # commands that work on any of its runs
     export_hint = "PyTorch alone: modeling.load('{path}') (the folder's modeling.py holds the model's code)"
-    export_usage = ("import sys\n\nsys.path.insert(0, '{path}')\nimport modeling  # the network's code: PyTorch only\n\nnet = modeling.load('{path}')\nimages = modeling.sample(net, 16, seed=0)  # uint8 (16, C, H, W)")
+    export_usage = TORCH_EXPORT_USAGE
     Config = PPCAConfig
     iterative: ClassVar[bool] = False
     example: ClassVar[dict[str, Any]] = {"set": ["model.components=8", "train.batch_size=64"]}

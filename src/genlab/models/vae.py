@@ -29,6 +29,7 @@ from genlab.data.images import ImageData, fit_image, from_unit
 from genlab.errors import GenlabError
 from genlab.modalities.image import Images, Interpolation, check_count, check_label, check_strength
 from genlab.models.base import Family, Phase
+from genlab.models.exports import TORCH_EXPORT_USAGE
 from genlab.nets import eval_mode, seeded_generator, slerp
 
 LOG_2PI = math.log(2 * math.pi)
@@ -100,7 +101,7 @@ class VAE(Family):
     cites = "Kingma & Welling 2014, Auto-Encoding Variational Bayes"
     hints = ('genlab interpolate {run} --steps 8',)  # commands that work on any of its runs
     export_hint = "PyTorch alone: modeling.load('{path}') (the folder's modeling.py holds the decoder's code)"
-    export_usage = ("import sys\n\nsys.path.insert(0, '{path}')\nimport modeling  # the network's code: PyTorch only\n\nnet = modeling.load('{path}')\nimages = modeling.sample(net, 16, seed=0)  # uint8 (16, C, H, W)")
+    export_usage = TORCH_EXPORT_USAGE
     Config = VAEConfig
     example = {"set": ["model.latent_dim=8", "model.width=8", "model.hidden=32", "train.batch_size=32",
                        "train.warmup_steps=5"]}
