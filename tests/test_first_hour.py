@@ -5,6 +5,7 @@ partial evaluations kept apart, a model card that says what was used, verify giv
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import signal
 import subprocess
@@ -156,7 +157,13 @@ def test_progress_is_drawn_only_when_asked(on, capsys):
     with progress.shown(on), progress.task("counting", total=3) as advance:
         for _ in range(3):
             advance()
-    assert ("counting" in capsys.readouterr().err) == on
+    with progress.shown(on), progress.task("one step"):  # a step with no count
+        pass
+    err = capsys.readouterr().err
+    assert ("counting" in err) == on
+    if on:  # off a terminal: one line per task, its count when it has one
+        assert re.search(r"^counting: 3/3 in \d+\.\d s$", err, re.M)
+        assert re.search(r"^one step: in \d+\.\d s$", err, re.M)
 
 
 def test_tensorboard_events_beside_the_metrics(trained_run):

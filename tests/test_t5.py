@@ -208,6 +208,24 @@ def test_evaluate_reports_model_and_baseline(t5_run):
     assert report["baseline"]["name"] == "first_line"
 
 
+def test_evaluate_scores_the_loss_without_dropout(tmp_path):
+    # setup: a model trained with heavy dropout, still in training mode (as a family is right after fit)
+    data = _write_pairs(tmp_path / "pairs.jsonl")
+    run = genlab.train("t5", str(data), out=tmp_path / "run",
+                       overrides=TINY_T5 + ["model.dropout=0.3", "train.max_steps=4", "train.eval_every=4"])
+    run.model.model_.train()
+    # run
+    first, second = (run.model.evaluate(run.data, n=40)["val_loss"] for _ in range(2))
+    # assert: the same figure each time (dropout would change it), the figure of the model in eval mode
+    assert first == second
+    n_val = run.data.n_pairs("val")
+    assert n_val <= 32  # one batch of evaluate's: its mean is the loss of all held-out pairs at once
+    with torch.no_grad():
+        run.model.model_.eval()
+        expected = float(run.model.loss(run.data.rows("val", list(range(n_val)))))
+    assert first == pytest.approx(expected, rel=1e-6)
+
+
 def test_eval_cli_decodes_with_beams(t5_run):
     # setup: the CLI as a user runs it
     def cli(*args: str) -> subprocess.CompletedProcess:

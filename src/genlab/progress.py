@@ -88,9 +88,8 @@ def _logged(console: Any, description: str, total: int | None) -> Iterator[Calla
     try:
         yield advance
     finally:
-        of = f"/{total}" if total is not None else ""
-        console.print(f"{description}: {done[0]}{of} in {time.perf_counter() - t0:.1f} s", markup=False,
-                      highlight=False)
+        count = f"{done[0]}/{total} " if total is not None else f"{done[0]} " if done[0] else ""  # none for a step
+        console.print(f"{description}: {count}in {time.perf_counter() - t0:.1f} s", markup=False, highlight=False)
 
 
 def _nothing(k: int = 1) -> None:

@@ -152,8 +152,10 @@ class T5(Family):
                                      no_repeat_ngram=no_repeat_ngram, max_new_tokens=self.max_target_tokens_)
                 advance(len(sources[i : i + batch_size]))
         guess = name_as_sentence if data.baseline == "name_words" else first_line
-        losses = [self.validation_loss(data.rows("val", list(range(i, min(len(pairs), i + batch_size)))))
-                  for i in range(0, len(pairs), batch_size)]
+        device = next(self.model_.parameters()).device
+        batches = [list(range(i, min(len(pairs), i + batch_size))) for i in range(0, len(pairs), batch_size)]
+        with eval_mode(self.model_):  # teacher-forced loss without dropout, on the weights' device
+            losses = [self.validation_loss(tuple(t.to(device) for t in data.rows("val", rows))) for rows in batches]
         return {
             "n_pairs": len(pairs),
             "n_val_pairs": data.n_pairs("val"),
