@@ -1,10 +1,11 @@
-"""Small helpers every network user needs once: eval mode and back, parameter counts, private seeded generators,
-spherical interpolation."""
+"""Small helpers every network user needs once: eval mode and back, batches to a device, parameter counts, private
+seeded generators, spherical interpolation."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -22,6 +23,15 @@ def eval_mode(*nets: torch.nn.Module, grad: bool = False) -> Iterator[None]:
     finally:
         for net, mode in zip(nets, modes):
             net.train(mode)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch (a tensor, or tuples and lists of them) on ``device``."""
+    if torch.is_tensor(batch):
+        return batch.to(device)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(b, device) for b in batch)
+    return batch
 
 
 def n_params(*nets: torch.nn.Module) -> int:

@@ -22,7 +22,7 @@ from genlab.cli.common import (
     with_options,
     write_text,
 )
-from genlab.errors import BadArgument, GenlabError
+from genlab.errors import GenlabError
 from genlab.runfiles import SAMPLES_DIR
 
 Watermark = Annotated[Optional[bool], typer.Option("--watermark/--no-watermark",
@@ -90,10 +90,10 @@ def vary(
     sign: Sign = None,
 ) -> None:
     """Make variations of your own image."""
+    from genlab.modalities.image import check_strength
     from genlab.sample.images import load_image
 
-    if not 0 <= strength <= 1:
-        raise BadArgument("strength", f"must be in [0, 1], got {strength}")
+    check_strength(strength)  # before any work, as the family would
     check_new(out_dir)
     r = genlab.load(run)
     outputs = r.vary(load_image(image), n, strength=strength, seed=seed, watermark=watermark)
@@ -113,12 +113,12 @@ def interpolate(
     sign: Sign = None,
 ) -> None:
     """Walk the latent space between two samples or two of your images: a strip and an animated GIF."""
+    from genlab.modalities.image import check_count
     from genlab.sample.images import load_image
 
     if (start is None) != (end is None):
         raise GenlabError("give both --from and --to, or neither")
-    if steps < 2:
-        raise BadArgument("steps", f"must be at least 2, got {steps}")
+    check_count("steps", steps, 2)  # before any work, as the family would
     check_new(out_dir)
     r = genlab.load(run)
     ends = None if start is None else [load_image(start), load_image(end)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -45,7 +44,7 @@ def verify(
             verdicts.append({"file": str(f), "signature": "unreadable", "signer": None, "failures": [str(e)],
                              "generation": None, "watermark": None})
     if as_json:
-        print(json.dumps(verdicts, indent=2, default=str))
+        print_json(verdicts)
     else:
         for v in verdicts:
             _print_verdict(v)
@@ -109,8 +108,8 @@ def detect(
         raise GenlabError(f"--window must be 0 or more tokens, got {window}")
     results = [(f, marks.detect(marks.read(f), window=window)) for f in files]
     if as_json:
-        print(json.dumps([{"file": str(f), "document": dataclasses.asdict(d.document),
-                           "windows": [dataclasses.asdict(w) for w in d.windows]} for f, d in results], indent=2))
+        print_json([{"file": str(f), "document": dataclasses.asdict(d.document),
+                     "windows": [dataclasses.asdict(w) for w in d.windows]} for f, d in results])
         return
     threshold = r.config.release.z_threshold
     t = table(f"watermark of {run} (gamma {r.config.release.text_gamma}, z threshold {threshold})", "file",

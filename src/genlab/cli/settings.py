@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from genlab import registry
-from genlab.cli.common import out, table
+from genlab.cli.common import out, print_json, table
 from genlab.config import ReleaseConfig, TrainConfig
 from genlab.settings import describe, shipped_configs
 
@@ -39,7 +39,7 @@ def list_configs(as_json: Json = False) -> None:
     """The configurations genlab ships: pass a name to --config (a path to your own TOML file works too)."""
     rows = [(name, _summary(path.read_text(encoding="utf-8"))) for name, path in shipped_configs().items()]
     if as_json:
-        print(json.dumps([{"name": n, "about": a} for n, a in rows], indent=2))
+        print_json([{"name": n, "about": a} for n, a in rows])
         return
     t = table("configurations (genlab train FAMILY --data DATA --config NAME)", "name", "about")
     for row in rows:

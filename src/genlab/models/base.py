@@ -32,8 +32,6 @@ from genlab.runfiles import CONFIG_JSON, MODEL_FILE, TOKENIZER_FILE
 from genlab.train.hooks import Phase, unwrap
 from genlab.version import genlab_version
 
-CONFIG_FILE = CONFIG_JSON  # the name older code imports
-
 
 class Family:
     """Base class of every model family."""

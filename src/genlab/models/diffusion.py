@@ -85,10 +85,6 @@ class Diffusion(Family):
                     "pipe = DiffusionPipeline.from_pretrained('{path}', trust_remote_code=True)\n"
                     "# class-conditional: class_labels=[...] and guidance_scale; unconditional: batch_size\n"
                     "images = pipe({call}, num_inference_steps=50, output_type='np').images")
-
-    def usage(self, path: str) -> str:
-        call = "class_labels=[0, 1, 2]" if self.num_classes_ else "batch_size=3"
-        return self.export_usage.format(path=path, call=call)
     Config = DiffusionConfig
     example: ClassVar[dict[str, Any]] = {"set": ["model.channels=[8, 16]", "model.timesteps=100",
                                                  "model.sample_steps=5", "train.batch_size=16",
@@ -229,6 +225,10 @@ class Diffusion(Family):
 
         scheduler = DDIMScheduler(**self._betas())
         diffusers_export(folder, unet=self.networks_["ema"], scheduler=scheduler, num_classes=self.num_classes_)
+
+    def usage(self, path: str) -> str:
+        call = "class_labels=[0, 1, 2]" if self.num_classes_ else "batch_size=3"  # the pipeline's own arguments
+        return self.export_usage.format(path=path, call=call)
 
     # -- sampling -------------------------------------------------------------------------------------------------
     def sample(self, n: int = 1, *, seed: int | None = None, label: int | None = None, sampler: str = "ddim",

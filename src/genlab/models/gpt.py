@@ -191,9 +191,9 @@ class GPT(Family):
 
         model = GPT2LMHeadModel(self.hf_config())
         model.load_state_dict(self.model_.state_dict())
-        eot = eot_id(self.tokenizer_)
-        model.generation_config = GenerationConfig(max_length=self.config.block_size, bos_token_id=eot,
-                                                   eos_token_id=eot, pad_token_id=eot, do_sample=True,
+        eot_token = eot_id(self.tokenizer_)
+        model.generation_config = GenerationConfig(max_length=self.config.block_size, bos_token_id=eot_token,
+                                                   eos_token_id=eot_token, pad_token_id=eot_token, do_sample=True,
                                                    temperature=0.8)
         model.save_pretrained(folder)
         eot = "<|endoftext|>"

@@ -23,7 +23,7 @@ from genlab.errors import BadArgument
 from genlab.files import atomic_write_bytes
 from genlab.modalities.pairs import PairTexts
 from genlab.models.base import Family
-from genlab.nets import eval_mode, n_params
+from genlab.nets import eval_mode, n_params, to_device
 from genlab.progress import task
 from genlab.sample.text import check_sampling
 
@@ -155,7 +155,7 @@ class T5(Family):
         device = next(self.model_.parameters()).device
         batches = [list(range(i, min(len(pairs), i + batch_size))) for i in range(0, len(pairs), batch_size)]
         with eval_mode(self.model_):  # teacher-forced loss without dropout, on the weights' device
-            losses = [self.validation_loss(tuple(t.to(device) for t in data.rows("val", rows))) for rows in batches]
+            losses = [self.validation_loss(to_device(data.rows("val", rows), device)) for rows in batches]
         return {
             "n_pairs": len(pairs),
             "n_val_pairs": data.n_pairs("val"),

@@ -27,7 +27,7 @@ from torch import nn
 
 from genlab.data.images import ImageData, fit_image, from_unit
 from genlab.errors import GenlabError
-from genlab.modalities.image import Images, Interpolation, check_count, check_label, check_strength
+from genlab.modalities.image import Images, Interpolation, check_count, check_label, check_strength, class_labels
 from genlab.models.base import Family, Phase
 from genlab.models.exports import TORCH_EXPORT_USAGE
 from genlab.nets import eval_mode, seeded_generator, slerp
@@ -253,12 +253,8 @@ class VAE(Family):
         A conditional model makes class ``label``, or cycles through the classes 0..K-1 when it is None.
         """
         check_count("n", n)
-        check_label(label, self.num_classes_)
-        g = seeded_generator(seed)
-        z = torch.randn(n, self.config.latent_dim, generator=g)  # (n, D), drawn on the CPU: same on any device
-        y = None
-        if self.num_classes_:
-            y = torch.full((n,), label) if label is not None else torch.arange(n) % self.num_classes_  # (n,)
+        y = class_labels(n, label, self.num_classes_)  # (n,) or None
+        z = torch.randn(n, self.config.latent_dim, generator=seeded_generator(seed))  # (n, D), on the CPU: any device
         return Images(self._decode_images(z, self._cond(y)))
 
     def _prepare(self, image: Any) -> torch.Tensor:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from genlab.train.loop import to_device
+from genlab.nets import to_device
 
 FLOPS_SEED_OFFSET = 4099  # the FLOP count's batch comes from its own stream, never the training batches'
 

@@ -28,7 +28,7 @@ import torch
 
 from genlab.config import TrainConfig
 from genlab import progress
-from genlab.nets import eval_mode
+from genlab.nets import eval_mode, to_device
 from genlab.runfiles import CHECKPOINT_FILE, METRICS_FILE, SAMPLES_DIR, read_metrics
 from genlab.train import checkpoint as ckpt
 from genlab.train.distributed import is_main
@@ -104,6 +104,7 @@ class Trainer:
         torch.manual_seed(cfg.seed + 1)  # dropout stream, inside the forked RNG
         self.batch_rng = torch.Generator().manual_seed(cfg.seed)
         self.elapsed0, self.kept = 0.0, (math.inf, None)  # (val loss, step) of the weights train.keep_best kept
+        self._kept_state = None  # those weights, in memory (None: kept in an earlier session, on disk only)
         if self.resume:
             self.start_step, self.elapsed0 = self._resume()
         self.step = self.start_step
@@ -265,12 +266,11 @@ class Trainer:
         """With train.keep_best, end with the kept weights in memory too (on disk they already are)."""
         if not self.config.keep_best or self.kept[1] is None:
             return
-        state = getattr(self, "_kept_state", None)
-        if state is None and self.run_dir is not None:  # kept before a resume: read them back
+        if self._kept_state is None and self.run_dir is not None:  # kept before a resume: read them back
             self.family.load_weights(self.run_dir)
             return
         for name, net in self.family.networks_.items():
-            net.load_state_dict(state[name])
+            net.load_state_dict(self._kept_state[name])
 
     def _preview(self, step: int) -> None:
         if self.writes:
@@ -328,12 +328,3 @@ class Trainer:
 
             atomic_write_bytes(metrics, "".join(json.dumps(r) + "\n" for r in kept).encode())
         return step, float(extra.get("elapsed_s", 0.0))
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """A batch (a tensor, or tuples and lists of them) on ``device``."""
-    if torch.is_tensor(batch):
-        return batch.to(device)
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(b, device) for b in batch)
-    return batch
