@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test fuzz bench clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Long fuzzing of every reader of user data (tests/test_fuzz.py): GENLAB_FUZZ_SECONDS per reader (default 300),
+# at most GENLAB_FUZZ_EXAMPLES inputs each, from GENLAB_FUZZ_SEED (default: the clock). A new kind of crash is
+# saved in tests/fuzz/crashes/<reader>/, where `make test` replays it.
+fuzz: install
+	GENLAB_FUZZ=1 $(BIN)/python -m pytest -q -s tests/test_fuzz.py -k test_fuzz_reader
 
 bench: install
 	$(PIP) install -q -e ".[bench]"

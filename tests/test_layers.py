@@ -16,7 +16,7 @@ MAX_LINES = 400
 # bottom to top: a module may import its own layer and the ones below, never one above (most specific prefix wins)
 LAYERS: list[tuple[str, ...]] = [
     ("genlab.errors", "genlab.files", "genlab.version", "genlab.numbers", "genlab.registry", "genlab.config",
-     "genlab.runfiles", "genlab.settings", "genlab.progress", "genlab.usage"),
+     "genlab.runfiles", "genlab.settings", "genlab.progress", "genlab.usage", "genlab.memory", "genlab.lock"),
     ("genlab.nets", "genlab.data", "genlab.sample", "genlab.evaluate", "genlab.train", "genlab.responsible"),
     ("genlab.modalities",),
     ("genlab.models",),

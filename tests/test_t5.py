@@ -102,6 +102,36 @@ def test_pairs_file_errors(tmp_path):
     assert len(read_pairs_file(_write_pairs(tmp_path / "ok.jsonl", 20))) == 20
 
 
+def test_pairs_files_found_by_fuzzing(tmp_path):
+    """What the fuzz harness (tests/fuzz) broke: each is one line naming the file, or read intact."""
+    header = tmp_path / "header.csv"
+    header.write_text('"def add(a, b):\n    return a + b",target\nx,y\n', encoding="utf-8")
+    with pytest.raises(GenlabError, match=r"missing column\(s\) source; found: 'def add\(a, b\):\\n") as e:
+        read_pairs_file(header)
+    assert len(str(e.value).splitlines()) == 1
+    long_field = tmp_path / "long.csv"
+    long_field.write_text("source,target\n" + "a" * 200_000 + ",b\n", encoding="utf-8")
+    with pytest.raises(GenlabError, match="long.csv, line 2: not valid CSV"):
+        read_pairs_file(long_field)
+    for name, line in (("digits", '{"source": 1%s, "target": "t"}' % ("1" * 5000)),
+                       ("nested", '{"source": %s, "target": "t"}' % ("[" * 100_000))):
+        (tmp_path / f"{name}.jsonl").write_text(line + "\n", encoding="utf-8")
+        with pytest.raises(GenlabError, match=f"{name}.jsonl, line 1: "):
+            read_pairs_file(tmp_path / f"{name}.jsonl")
+    surrogate = tmp_path / "surrogate.jsonl"
+    surrogate.write_text("".join('{"source": "s%d", "target": "t\\ud800"}\n' % i for i in range(12)), encoding="utf-8")
+    with pytest.raises(GenlabError, match=r"surrogate.jsonl, line 1: the target holds \\ud800, half of a UTF-16"):
+        read_pairs_file(surrogate)
+    # a line break other than \n inside a JSON string or a CSV field is content, not the end of a row
+    rows = [{"source": f"s{i}\u2028more\x1c", "target": f"t{i}\u2029"} for i in range(12)]
+    jsonl = tmp_path / "breaks.jsonl"
+    jsonl.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert read_pairs_file(jsonl) == [(r["source"], r["target"]) for r in rows]
+    table = tmp_path / "breaks.csv"
+    table.write_text("source,target\n" + "".join(f"{r['source']},{r['target']}\r\n" for r in rows), encoding="utf-8")
+    assert read_pairs_file(table) == [(r["source"], r["target"]) for r in rows]
+
+
 def test_batches_group_similar_lengths_and_reach_every_pair(tmp_path):
     # setup: 400 distinct pairs whose sources run from 1 to 40 words
     rows = [{"source": f"{i} " + " ".join(WORDS[(i + j) % 12] for j in range(i % 40)), "target": WORDS[i % 12]}

@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Sequence
@@ -22,10 +23,12 @@ from genlab import config as cfgmod
 from genlab import registry
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_bytes
+from genlab.lock import LOCK_FILE, RunLock, clean_leftovers
 from genlab.runfiles import CHECKPOINT_FILE, CONFIG_TOML, DATA_DIR, LINEAGE_FILE, LOSS_PLOT, METRICS_FILE, \
-    SUMMARY_FILE, read_metrics, write_json
+    SUMMARY_FILE, check_folder, read_metrics, write_json
 from genlab.runs import Run, parent_of, read_run_config
 from genlab.settings import config_path
+from genlab.train.checkpoint import check_resumable
 from genlab.train.tensorboard import TensorBoard
 from genlab.train.tensorboard import available as tensorboard_available
 from genlab.train.distributed import is_main
@@ -51,24 +54,73 @@ def train(
     """Train ``family`` on dataset ``data`` into the run folder ``out``; returns the loaded ``Run``.
 
     With ``resume=True`` the run continues from its checkpoint; ``[train]`` settings may change (e.g. a larger
-    ``max_steps``), the architecture may not. ``parent`` names the run a family builds on (fine-tuning,
-    distillation: families with ``uses_parent``); it is left unchanged and recorded in ``lineage.json``.
-    ``callbacks`` subscribe to the training loop's events (``genlab.train.hooks``).
+    ``max_steps``), the architecture may not. A run stopped before its first checkpoint resumes from step 0 (its
+    data prepared again). ``parent`` names the run a family builds on (fine-tuning, distillation: families with
+    ``uses_parent``); it is left unchanged and recorded in ``lineage.json``. ``callbacks`` subscribe to the training
+    loop's events (``genlab.train.hooks``). The run folder is locked while this trains in it: a second process
+    training into it is refused.
     """
     family_cls = registry.get_family(family)
     out = Path(out) if out is not None else default_out(family, data)
     config_file = config_path(config_file) if config_file is not None else None  # a file, or a shipped config's name
-    if resume:
-        config = _resume_config(family, data, family_cls, out, config_file, overrides)
-    else:
+    if out.exists() and not out.is_dir():
+        raise GenlabError(f"{out} is a file, not a run folder; choose a new --out")
+    config = source = None
+    if not resume:  # bad settings and an unknown dataset are refused before any folder is made
         modality = modality_for(family_cls, data)
         config = cfgmod.build(family, data, family_cls.Config, family_cls.data_config_class(modality),
                               base={"train": dict(family_cls.train_defaults)}, config_file=config_file,
                               overrides=overrides, modality=modality)
-        if out.exists() and any(out.iterdir()):
-            hint = "add --resume to continue it" if (out / CONFIG_TOML).exists() else "choose a new --out"
-            raise GenlabError(f"{out} already exists and is not empty; {hint}")
-    parent_run = _parent(family_cls, parent, out, resume)
+        source = registry.get_modality(modality).resolve(data)
+    made = out.resolve()  # the outermost folder this call makes (removed again if the run cannot start)
+    while not made.parent.exists():
+        made = made.parent
+    made = made if not made.exists() else None
+    with RunLock(out) if is_main() else contextlib.nullcontext():  # only the main process of torchrun writes
+        try:
+            if is_main():
+                check_folder(out)  # no link out of the folder is read or written through
+                clean_leftovers(out)  # temporary files of a killed process
+            if resume:
+                config, restart = _resume_config(family, data, family_cls, out, config_file, overrides)
+            else:
+                restart = False
+                if is_main():
+                    _check_empty(out)
+        except BaseException:
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
+            raise
+        try:
+            return _train(family_cls, data, out, config, source, resume=resume and not restart, restart=restart,
+                          progress=progress, callbacks=callbacks, parent=parent, made=made)
+        except BaseException:
+            if made is not None and not (out / CONFIG_TOML).is_file():  # refused before the run began: no trace
+                shutil.rmtree(made, ignore_errors=True)
+            raise
+
+
+def _check_empty(out: Path) -> None:
+    """A new run goes into an empty folder; say what to do with one that holds a run."""
+    if any(p.name != LOCK_FILE for p in out.iterdir()):
+        if (out / CHECKPOINT_FILE).is_file():
+            hint = "add --resume to continue it"
+        elif (out / CONFIG_TOML).is_file():
+            hint = "it holds a run that has no checkpoint: add --resume to train it from step 0, or choose a new --out"
+        else:
+            hint = "choose a new --out"
+        raise GenlabError(f"{out} already exists and is not empty; {hint}")
+
+
+def _train(family_cls: type, data: str, out: Path, config: cfgmod.RunConfig, source: Any, *, resume: bool,
+           restart: bool, progress: bool, callbacks: Sequence[Any], parent: str | Path | None,
+           made: Path | None) -> Run:
+    """Prepare (or reopen) the data, build the model, check it fits, train it; the folder is already locked.
+    A new run that cannot start removes the folders it made (``made``)."""
+    from genlab.memory import check_model_fits
+    from genlab.train.precision import resolve_device
+
+    parent_run = _parent(family_cls, parent, out, resume or restart)
     subscribers = list(callbacks)
     if tensorboard_available() and is_main():
         subscribers.append(TensorBoard(out))  # event files beside metrics.jsonl
@@ -77,24 +129,33 @@ def train(
 
         subscribers.append(EnergyTracker(out, config.release.country))  # a bad country fails before any writing
     model = family_cls(config.model, parent=parent_run, modality=config.modality)
+    device = resolve_device(config.train.device)
     if resume:
         dataset = family_cls.load_data(config.data, out / DATA_DIR, modality=config.modality)
+        check_model_fits(model, dataset, seed=config.train.seed, training=True, device=device)
         model.build(dataset, seed=config.train.seed)
+        check_resumable(out / CHECKPOINT_FILE, model.architecture())  # refused before anything is written
     else:
-        source = registry.get_modality(config.modality).resolve(data)
-        out.mkdir(parents=True, exist_ok=True)
+        source = source if source is not None else registry.get_modality(config.modality).resolve(data)
+        if restart:  # what a session stopped before its first checkpoint left is made again
+            shutil.rmtree(out / DATA_DIR, ignore_errors=True)
+            (out / METRICS_FILE).unlink(missing_ok=True)
+        if is_main():
+            cfgmod.write_toml(config, out / CONFIG_TOML)  # a run killed from here on can be resumed from step 0
         try:
             dataset = family_cls.prepare_data(source, config.data, out / DATA_DIR, modality=config.modality)
+            check_model_fits(model, dataset, seed=config.train.seed, training=True, device=device)
             model.build(dataset, seed=config.train.seed)
         except BaseException:
-            shutil.rmtree(out, ignore_errors=True)  # nothing half-made is left to be mistaken for a run
+            if not restart:  # nothing half-made is left to be mistaken for a run
+                shutil.rmtree(made if made is not None else out, ignore_errors=True)
             raise
     if is_main():
         from genlab.responsible.release import run_identity
 
         cfgmod.write_toml(config, out / CONFIG_TOML)
         run_identity(out, create=True)  # the run id and text-watermark key, made once
-        if parent_run is not None and not resume:
+        if parent_run is not None and not resume and not (out / LINEAGE_FILE).is_file():
             write_json(out / LINEAGE_FILE, _lineage(family_cls, parent_run))
     model.fit(dataset, config.train, run_dir=out, resume=resume, progress=progress, callbacks=subscribers)
     if is_main():
@@ -127,8 +188,9 @@ def modality_for(family_cls: type, data: str) -> str:
 
 
 def _resume_config(family: str, data: str, family_cls: type, out: Path, config_file: Any,
-                   overrides: Sequence[str]) -> cfgmod.RunConfig:
-    """The run's saved config with the new ``[train]`` and ``[release]`` settings; the rest must not change."""
+                   overrides: Sequence[str]) -> tuple[cfgmod.RunConfig, bool]:
+    """The run's saved config with the new ``[train]`` and ``[release]`` settings (the rest must not change), and
+    whether it restarts from step 0 (no checkpoint yet)."""
     if not (out / CONFIG_TOML).is_file():
         raise GenlabError(f"{out} is not a run to resume (no {CONFIG_TOML}); train without --resume")
     saved = read_run_config(out)
@@ -142,9 +204,7 @@ def _resume_config(family: str, data: str, family_cls: type, out: Path, config_f
     if config.model != saved.model or config.data != saved.data:
         changed = [f"{s}.{k}" for s in ("model", "data") for k, v in base[s].items() if config.to_dict()[s][k] != v]
         raise GenlabError(f"cannot resume {out}: the architecture or data settings differ ({', '.join(changed)})")
-    if not (out / CHECKPOINT_FILE).is_file():
-        raise GenlabError(f"{out} has no checkpoint to resume from; train it again without --resume")
-    return config
+    return config, not (out / CHECKPOINT_FILE).is_file()
 
 
 def _parent(family_cls: type, parent: str | Path | None, out: Path, resume: bool) -> Run | None:
@@ -180,7 +240,7 @@ def load(path: str | Path) -> Run:
 def plot_losses(run_dir: Path, *, unit: str = "token") -> Path | None:
     """Draw training and validation loss against step into ``loss.png``."""
     path = run_dir / METRICS_FILE
-    if not path.exists():
+    if not path.is_file():
         return None
     rows = read_metrics(path)
     import matplotlib

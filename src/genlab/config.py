@@ -11,18 +11,24 @@ A run's configuration has four parts::
     [release] ``ReleaseConfig``: watermarks, signing and energy accounting, shared by every family
 
 Unknown keys and wrong types are errors that name the key and the closest valid one; nothing is silently fixed.
+Every number has a range: each config class lists its fields' ``limits`` as intervals (``"[1, 1024]"``,
+``"[0, 1)"``), checked with finiteness (no NaN, no infinity) before anything is built; ``validate`` adds what
+relates two fields. Sizes that only multiply out to too much memory are refused by the memory estimate
+(``genlab.memory``) before allocation.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from genlab.errors import GenlabError
 
@@ -54,15 +60,17 @@ class TrainConfig:
     sample_every: int = 0  # steps between preview samples in samples/ (0 = at each validation)
     keep_best: bool = False  # keep the weights of the best validation point in model.safetensors (the checkpoint keeps the last, for resume)
 
+    limits: ClassVar[dict[str, str]] = {
+        "seed": "[0, 9223372036854775807]", "max_steps": "[1, 1000000000]", "max_minutes": "[0, 1000000]",
+        "batch_size": "[1, 65536]", "grad_accum": "[1, 65536]", "lr": "(0, 10]", "min_lr": "(0, 10]",
+        "warmup_steps": "[0, 1000000000]", "weight_decay": "[0, 10]", "beta1": "[0, 1)", "beta2": "[0, 1)",
+        "grad_clip": "[0, 1000000]", "threads": "[0, 1024]", "log_every": "[1, 1000000000]",
+        "eval_every": "[0, 1000000000]", "eval_batches": "[1, 1000000]", "checkpoint_every": "[1, 1000000000]",
+        "sample_every": "[0, 1000000000]"}
+
     def validate(self) -> None:
-        for name in ("max_steps", "batch_size", "grad_accum", "log_every", "eval_batches", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_minutes", "warmup_steps", "weight_decay", "grad_clip", "eval_every", "sample_every", "threads"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"train.{name} must not be negative, got {getattr(self, name)}")
-        if not 0 < self.min_lr <= self.lr:
-            raise ValueError(f"train.min_lr ({self.min_lr}) must be positive and at most train.lr ({self.lr})")
+        if not self.min_lr <= self.lr:
+            raise ValueError(f"train.min_lr ({self.min_lr}) must be at most train.lr ({self.lr})")
 
 
 @dataclass(frozen=True)
@@ -77,13 +85,9 @@ class ReleaseConfig:
     track_energy: bool = True  # record training energy and CO2 with CodeCarbon's offline tracker
     country: str = "auto"  # ISO 3166 alpha-3 code for the electricity mix, e.g. "FRA" (auto = from the time zone)
 
+    limits: ClassVar[dict[str, str]] = {"text_gamma": "(0, 1)", "text_delta": "[0, 100]", "z_threshold": "(0, 1000]"}
+
     def validate(self) -> None:
-        if not 0 < self.text_gamma < 1:
-            raise ValueError(f"release.text_gamma must be in (0, 1), got {self.text_gamma}")
-        if self.text_delta < 0:
-            raise ValueError(f"release.text_delta must not be negative, got {self.text_delta}")
-        if self.z_threshold <= 0:
-            raise ValueError(f"release.z_threshold must be positive, got {self.z_threshold}")
         if self.country != "auto" and not (len(self.country) == 3 and self.country.isalpha()):
             raise ValueError(f"release.country must be 'auto' or a 3-letter ISO code such as 'FRA', got '{self.country}'")
 
@@ -125,13 +129,16 @@ def build(
     config_file: str | Path | None = None,
     overrides: typing.Sequence[str] = (),
     modality: str = "",
+    where: str = "config",
 ) -> RunConfig:
-    """Layer defaults <- base dict <- TOML file <- ``section.key=value`` overrides, checking every key and type."""
+    """Layer defaults <- base dict <- TOML file <- ``section.key=value`` overrides, checking every key and type.
+
+    ``where`` names the base dict in errors (a run's ``config.toml`` when it comes from one)."""
     classes = {"model": model_cls, "data": data_cls, "train": TrainConfig, "release": ReleaseConfig}
     values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     layers: list[tuple[str, dict[str, Any]]] = []
     if base:
-        layers.append(("config", base))
+        layers.append((where, base))
     if config_file is not None:
         layers.append((str(config_file), read_toml(config_file)))
     for where, layer in layers:
@@ -270,10 +277,50 @@ def _construct(cls: type, section: str, values: dict[str, Any]) -> Any:
         obj = cls(**values)
     except (ValueError, TypeError) as e:
         raise GenlabError(f"[{section}] {e}") from None
-    check = getattr(obj, "validate", None)
-    if check is not None:
-        try:
+    try:
+        check_limits(obj, section)
+        check = getattr(obj, "validate", None)
+        if check is not None:
             check()
-        except ValueError as e:
-            raise GenlabError(f"[{section}] {e}") from None
+    except ValueError as e:
+        raise GenlabError(f"[{section}] {e}") from None
     return obj
+
+
+def check_limits(obj: Any, section: str) -> None:
+    """Every number of a config (each entry of a list too) finite and inside its class's ``limits``."""
+    limits = getattr(type(obj), "limits", {})
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{section}.{f.name} must be a finite number, got {v}")
+            problem = interval_problem(limits[f.name], v) if f.name in limits else None
+            if problem:
+                raise ValueError(f"{section}.{f.name} {problem}, got {v}")
+
+
+_INTERVAL = re.compile(r"^([\[(])\s*(-?[\d.e+]+)\s*,\s*(-?[\d.e+]+)\s*([\])])$")
+
+
+def interval_problem(interval: str, v: float) -> str | None:
+    """What is wrong with ``v`` for an interval written ``"[lo, hi)"`` (brackets include, parentheses exclude), or None.
+
+    A value below a wide interval reads "must be at least lo"; a narrow one (hi <= 1000) is named whole.
+    """
+    m = _INTERVAL.match(interval)
+    if m is None:
+        raise TypeError(f"bad interval {interval!r}")  # a bug in a config class, not bad input
+    lo_incl, hi_incl = m.group(1) == "[", m.group(4) == "]"
+    lo, hi = (float(x) if any(c in x for c in ".e") else int(x) for x in (m.group(2), m.group(3)))
+    low = v < lo or (v == lo and not lo_incl)
+    high = v > hi or (v == hi and not hi_incl)
+    if not (low or high):
+        return None
+    if hi <= 1000:
+        return f"must be in {interval}"
+    if low:
+        return f"must be at least {lo}" if lo_incl else f"must be more than {lo}"
+    return f"must be at most {hi}" if hi_incl else f"must be less than {hi}"

@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from genlab.api import train
 from genlab.errors import GenlabError
@@ -21,15 +22,15 @@ def run_demo(out: Path, *, minutes: float, console: Console) -> None:
             raise GenlabError(f"{out} exists and is not a genlab run; choose another --out")
         shutil.rmtree(out)  # the demo's own folder: each demo starts afresh
     config = resources.files("genlab") / "configs" / "demo.toml"
-    console.print(f"[bold]genlab demo[/]: training a GPT on Shakespeare for about {minutes:g} minutes ...")
+    console.print(Text.assemble(("genlab demo", "bold"), f": training a GPT on Shakespeare for about {minutes:g} "
+                                "minutes ..."))
     with resources.as_file(config) as cfg:
         run = train("gpt", "shakespeare", out=out, config_file=cfg, overrides=[f"train.max_minutes={minutes}"],
                     progress=True)
     report = run.evaluate()  # the whole held-out split, as the model card reports it
-    console.print(
-        f"\nvalidation: [bold]{report['bits_per_char']:.3f} bits per character[/] "
-        f"(loss {report['val_loss']:.3f} nats; a model with no context scores {report['unigram_entropy']:.2f})\n"
-    )
+    console.print(Text.assemble(
+        "\nvalidation: ", (f"{report['bits_per_char']:.3f} bits per character", "bold"),
+        f" (loss {report['val_loss']:.3f} nats; a model with no context scores {report['unigram_entropy']:.2f})\n"))
     for prompt, text in zip(PROMPTS, run.sample(1, prompt=PROMPTS[0], max_new_tokens=250, seed=0) +
                             run.sample(1, prompt=PROMPTS[1], max_new_tokens=250, seed=1) +
                             run.sample(1, prompt=PROMPTS[2], max_new_tokens=250, seed=2)):

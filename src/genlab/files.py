@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from genlab.errors import GenlabError
+
 Writer = Callable[[Path, bytes], object]  # (path, content) -> writes one file atomically (plain, or signed)
 
 
@@ -37,8 +39,13 @@ def atomic_write(path: Path, write: Callable[[Path], object], *, mode: int | Non
     The file gets ``mode`` (default: 0666 less the umask, as a plain write would); secrets pass 0600.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir() and not path.is_symlink():
+        raise GenlabError(f"{path} is a folder; genlab writes a file there: move the folder away")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise GenlabError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     tmp = Path(name)
     try:
@@ -47,6 +54,9 @@ def atomic_write(path: Path, write: Callable[[Path], object], *, mode: int | Non
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~UMASK if mode is None else mode)
         os.replace(tmp, path)
+    except OSError as e:  # a full disk, a read-only folder: the user's to fix, and nothing half-written is left
+        tmp.unlink(missing_ok=True)
+        raise GenlabError(f"cannot write {path}: {e.strerror or e}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -40,8 +40,20 @@ def n_params(*nets: torch.nn.Module) -> int:
     return sum(seen.values())
 
 
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: int | None) -> None:
+    """A seed is None (fresh entropy) or an integer PyTorch can take, 0 to 2**63 - 1."""
+    from genlab.errors import BadArgument
+
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise BadArgument("seed", f"must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+
+
 def seeded_generator(seed: int | None) -> torch.Generator:
     """A private CPU generator: seeded, or from OS entropy when seed is None (the global RNG is never touched)."""
+    check_seed(seed)
     g = torch.Generator()
     if seed is None:
         g.seed()

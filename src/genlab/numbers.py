@@ -67,3 +67,12 @@ def fmt(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return ", ".join(fmt(x) for x in v)
     return str(v)
+
+
+def size(nbytes: float) -> str:
+    """Bytes for people: 512 B, 3.3 MB, 25.6 GB, 13.2 TB (powers of 1000, as disks and RAM sticks are sold)."""
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(nbytes) < 1000 or unit == "PB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:.1f} PB"

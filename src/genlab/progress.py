@@ -51,9 +51,9 @@ def task(description: str, total: int | None = None) -> Iterator[Callable[[int],
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    console = Console(stderr=True)
+    console = Console(stderr=True, markup=False)  # a description may hold a path: shown as it is
     if not console.is_terminal:  # a log (a pipe, a file): one line when the work is done, no redrawing
         token = _display.set(LOGGED)
         try:

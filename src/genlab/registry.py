@@ -3,7 +3,8 @@
 Nothing is registered as a side effect of importing: a name maps to where its object lives, and the module is
 imported the first time the name is asked for. Adding a family is one file in ``models/`` plus one line in
 ``FAMILIES``; a kind of data is one file in ``modalities/`` plus one line in ``MODALITIES``; a dataset is one object
-in ``data/`` plus one line in ``DATASETS`` (which names the modality of its data).
+in ``data/`` plus one line in ``DATASETS`` (which names the modality of its data); a reader of user data is one
+function plus one line in ``READERS`` (``genlab.readers`` lists them with one reader per modality added).
 """
 
 from __future__ import annotations
@@ -41,6 +42,21 @@ DATASETS: dict[str, tuple[str, str]] = {
     "digits": ("image", "genlab.data.images:DIGITS"),
     "faces": ("image", "genlab.data.images:FACES"),
     "fashion-mnist": ("image", "genlab.data.images:FASHION_MNIST"),
+}
+
+# name -> (what it reads: "file", "folder" or "any", "module:function" of a reader of the user's data). A reader takes
+# one path and returns what it read, or raises a one-line GenlabError; the fuzz harness (tests/fuzz) feeds each one
+# mutated copies of its seed inputs (tests/fuzz/seeds/<name>/). Every modality's own reader of a user path is added
+# by ``genlab.readers.all_readers`` as "modality-<name>", so a new modality needs no line here.
+READERS: dict[str, tuple[str, str]] = {
+    "text-file": ("file", "genlab.data.text:read_text_file"),
+    "image-file": ("file", "genlab.sample.images:load_image"),
+    "code-file": ("file", "genlab.readers:read_code_file"),
+    "config-file": ("file", "genlab.readers:read_config_file"),
+    "set-values": ("file", "genlab.readers:read_set_values"),
+    "run-folder": ("folder", "genlab.readers:read_run_folder"),
+    "c2pa": ("folder", "genlab.readers:verify_folder"),
+    "trusted-roots": ("folder", "genlab.responsible.keys:trusted_roots"),
 }
 
 

@@ -25,6 +25,7 @@ from genlab.runfiles import (
     EVAL_FILE,
     EVAL_PARTIAL_FILE,
     LINEAGE_FILE,
+    check_folder,
     list_run_folders,
     read_json,
     summarize,
@@ -43,17 +44,21 @@ class Run:
 
     @classmethod
     def load(cls, path: str | Path) -> Run:
+        from genlab.memory import check_model_fits
+
         path = Path(path)
         if not (path / CONFIG_TOML).is_file():
             raise GenlabError(f"{path} is not a genlab run (no {CONFIG_TOML}); see `genlab runs`")
+        check_folder(path)  # only regular files inside the folder are read
         config = read_run_config(path)
         family_cls = registry.get_family(config.family)
         data = family_cls.load_data(config.data, path / DATA_DIR, modality=config.modality)
         model = family_cls(config.model, parent=parent_of(path) if family_cls.uses_parent else None,
                            modality=config.modality)
+        device = inference_device(config.train.device)
+        check_model_fits(model, data, seed=config.train.seed, training=False, device=device)  # sizes from the folder
         model.build(data, seed=config.train.seed)
         model.load_weights(path)
-        device = inference_device(config.train.device)
         for net in [*model.networks_.values(), *getattr(model, "frozen_", {}).values()]:
             net.to(device)  # sampling, evaluation and audits run where the run asks (a GPU when it trained on one)
         return cls(path, config, model, data)
@@ -83,7 +88,14 @@ class Run:
         if not self.model.generates:
             self.model.sample(n)  # raises the family's own one-line error (e.g. bert: use `genlab fill`)
         self.modality.check_sample(self.model, options)
+        self._check_outputs_fit(n, options)
         return self.release.sample(n, seed=seed, watermark=watermark, **options)
+
+    def _check_outputs_fit(self, n: int, options: dict[str, Any]) -> None:
+        """Refuse, before any is made, ``n`` outputs that would not fit in memory (the modality's estimate)."""
+        from genlab.memory import require
+
+        require(self.modality.output_bytes(self.model, n, options), f"making {n:,} outputs", "ask for fewer (--n)")
 
     def vary(self, image: Any, n: int, *, watermark: bool | None = None, **options: Any) -> Any:
         """Variations of the user's image (families with ``vary``), watermarked and attached like samples."""
@@ -91,6 +103,7 @@ class Run:
         if vary is None:
             raise GenlabError(f"the {self.config.family} family cannot make variations of an image")
         accepts(vary, options, f"{self.config.family} variations")
+        self._check_outputs_fit(n, options)
         return self.release.made(vary(image, n, **options), watermark=watermark, action="vary", **options)
 
     def interpolate(self, steps: int, *, watermark: bool | None = None, **options: Any) -> Any:
@@ -99,6 +112,7 @@ class Run:
         if interpolate is None:
             raise GenlabError(f"the {self.config.family} family has no latent space to interpolate in")
         accepts(interpolate, options, f"{self.config.family} interpolation")
+        self._check_outputs_fit(steps, options)
         return self.release.made(interpolate(steps, **options), watermark=watermark, action="interpolate",
                                  **{k: v for k, v in options.items() if k != "images"})
 
@@ -107,6 +121,8 @@ class Run:
         """The family's report on the held-out split; kept in ``eval.json`` for the model card, or, when the options
         cover only part of the split, in ``eval.partial.json`` (marked ``partial``)."""
         self.modality.check_evaluate(self.model, options)
+        if isinstance(options.get("n"), int):  # the samples an evaluation generates
+            self._check_outputs_fit(options["n"], {})
         report = {"run": str(self.path), "family": self.config.family, "dataset": self.config.dataset,
                   **self.modality.evaluate(self.model, self.data, **options)}
         partial = self.modality.partial(options, self.data)
@@ -124,7 +140,11 @@ class Run:
         """
         from genlab.responsible.audit import audit_run
 
+        from genlab.nets import check_seed
+
         n = n if n is not None else self.modality.audit_samples
+        check_seed(seed)
+        self._check_outputs_fit(n, {})
         report = audit_run(self, n=n, seed=seed, out=self.path / AUDIT_DIR if save else None)
         if save:
             write_json(self.path / AUDIT_FILE, report)
@@ -170,11 +190,22 @@ class Run:
 
 
 def read_run_config(path: Path) -> cfgmod.RunConfig:
-    raw = cfgmod.read_toml(path / CONFIG_TOML)
-    family_cls = registry.get_family(raw.get("family", "?"))
+    """A run's ``config.toml``, every key and type checked as a config file given by the user is."""
+    file = path / CONFIG_TOML
+    raw = cfgmod.read_toml(file)
+    for key in ("family", "dataset", "modality"):
+        if key in raw and not isinstance(raw[key], str):
+            raise GenlabError(f"{file}: {key} = {raw[key]!r} is not a string; the file was edited or damaged")
+    if "family" not in raw:
+        raise GenlabError(f"{file} names no family; the file was edited or damaged")
+    family_cls = registry.get_family(raw["family"])
     modality = raw.get("modality") or family_cls.modality  # runs made before runs recorded it: the family's own
-    return cfgmod.build(raw["family"], raw.get("dataset", "?"), family_cls.Config, family_cls.data_config_class(modality),
-                        base=raw, modality=modality)
+    registry.get_modality(modality)  # an unknown one is named
+    try:
+        return cfgmod.build(raw["family"], raw.get("dataset", "?"), family_cls.Config,
+                            family_cls.data_config_class(modality), base=raw, modality=modality, where=str(file))
+    except GenlabError as e:
+        raise GenlabError(str(e) if str(file) in str(e) else f"{file}: {e}") from None
 
 
 def inference_device(setting: str) -> Any:

@@ -8,8 +8,10 @@ is named by its flag.
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
@@ -18,6 +20,11 @@ from genlab import progress
 from genlab.cli import generate, release, runs, settings, text
 from genlab.cli.common import err
 from genlab.errors import BadArgument, GenlabError
+
+try:  # Typer 0.22 and later carry their own copy of click, whose exceptions are what a bad flag raises
+    from typer._click import exceptions as click_errors
+except ImportError:
+    from click import exceptions as click_errors
 
 SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -37,16 +44,30 @@ app.add_typer(data_app, name="data")
 app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
 
+def _verb(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A verb that says it was interrupted (Ctrl-C or SIGTERM) and exits 130 or 143 (Typer would exit 130 silently)."""
+
+    @functools.wraps(fn)
+    def verb(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt as e:
+            err.print("stopped by SIGTERM" if getattr(e, "exit_code", 130) == 143 else "interrupted", highlight=False)
+            raise typer.Exit(getattr(e, "exit_code", 130)) from None
+
+    return verb
+
+
 for name, verb in (("train", runs.train), ("sample", generate.sample), ("vary", generate.vary),
                    ("interpolate", generate.interpolate), ("eval", runs.eval_), ("export", runs.export),
                    ("runs", runs.runs), ("demo", runs.demo), ("verify", release.verify), ("detect", release.detect),
                    ("audit", release.audit), ("card", release.card), ("fill", text.fill), ("embed", text.embed),
                    ("complete", text.complete)):
-    app.command(name)(verb)
-data_app.command("list")(runs.data_list)
-keys_app.command("init")(release.keys_init)
-config_app.command("show")(settings.show)
-config_app.command("list")(settings.list_configs)
+    app.command(name)(_verb(verb))
+data_app.command("list")(_verb(runs.data_list))
+keys_app.command("init")(_verb(release.keys_init))
+config_app.command("show")(_verb(settings.show))
+config_app.command("list")(_verb(settings.list_configs))
 
 
 def _version(value: bool) -> None:
@@ -64,19 +85,35 @@ def _root(version: Annotated[bool, typer.Option("--version", help="print genlab'
 
 
 def main() -> None:
+    from genlab.train.signals import terminate_as_interrupt
+
+    terminate_as_interrupt()  # SIGTERM cleans up as Ctrl-C does (training: finish the step, checkpoint, stop)
     try:
         with progress.shown():  # long work draws its bars on standard error
-            app()
+            code = app(standalone_mode=False)  # usage errors come back here, to be said in one line
     except BadArgument as e:
         _error(e.flag())
     except GenlabError as e:
         _error(str(e))
-    except KeyboardInterrupt:
+    except click_errors.NoArgsIsHelpError as e:  # `genlab data`: the group's help, as Typer shows it
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(e)
+        sys.exit(e.exit_code)
+    except click_errors.ClickException as e:  # a bad flag or value: one line, exit code 2, as genlab's own errors
+        _error(f"{e.format_message()} (see `{e.ctx.command_path} --help`)" if getattr(e, "ctx", None) else
+               e.format_message(), code=e.exit_code)
+    except typer.Abort:
+        err.print("aborted", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt as e:
         err.print("interrupted", highlight=False)
-        sys.exit(130)
+        sys.exit(getattr(e, "exit_code", 130))
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
-def _error(message: str) -> None:
+def _error(message: str, code: int = 2) -> None:
     """One line, exit code 2; the message is printed as it is (a path with [brackets] keeps them)."""
-    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
-    sys.exit(2)
+    err.print(Text.assemble(("error:", "bold red"), " ", " ".join(message.split())), highlight=False, soft_wrap=True)
+    sys.exit(code)

@@ -21,8 +21,10 @@ from genlab.errors import GenlabError
 
 # Into a file or a pipe, tables take the width their content needs: nothing is cut or wrapped for an 80-column
 # terminal that is not there. In a terminal, cells wrap (fold) within its width rather than cut.
-out = Console() if sys.stdout.isatty() else Console(width=1000)
-err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=1000)
+# Everything is printed as plain text (markup=False): a path, a run name or a config key such as "[train]" is shown
+# as it is, never read as Rich markup; styled words are built as rich.text.Text.
+out = Console(markup=False) if sys.stdout.isatty() else Console(width=1000, markup=False)
+err = Console(stderr=True, markup=False) if sys.stderr.isatty() else Console(stderr=True, width=1000, markup=False)
 
 
 def with_options(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -79,9 +81,18 @@ def given(options: dict[str, Any], modality: Any, kind: str) -> dict[str, Any]:
     for option in modality.options(kind):
         value = chosen.get(option.name)
         if option.stdin and value is not None:
-            chosen[option.name] = [sys.stdin.read() if v == "-" else v for v in value] if isinstance(value, list) \
-                else (sys.stdin.read() if value == "-" else value)
+            chosen[option.name] = [read_stdin() if v == "-" else v for v in value] if isinstance(value, list) \
+                else (read_stdin() if value == "-" else value)
     return chosen
+
+
+def read_stdin() -> str:
+    """Standard input as text: UTF-8, refused with one line when it is not."""
+    data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise GenlabError(f"standard input is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})") from None
 
 
 def check_new(folder: Optional[Path]) -> None:

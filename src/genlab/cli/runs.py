@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import signal
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -41,9 +42,9 @@ def train(
     try:
         run = genlab.train(family, data, out=out_, config_file=config, overrides=overrides, resume=resume,
                            progress=True)
-    except KeyboardInterrupt:
-        _interrupted(family, data, out_)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as e:
+        _interrupted(family, data, out_, e)
+        raise typer.Exit(getattr(e, "exit_code", 130)) from None
     s = run.summary()
     err.print(Text.assemble(("done", "bold green"), f": {s['steps']} steps, best validation loss "
                             f"{s['best_val_loss']:.4f}, {s['wall_s']:.0f} s; run in {run.path}"), highlight=False)
@@ -52,18 +53,24 @@ def train(
         err.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _interrupted(family: str, data: str, out_: Path) -> None:
-    """Say what Ctrl-C left: the checkpoint's step and the command that continues from it."""
-    from genlab.runfiles import CHECKPOINT_FILE
+def _interrupted(family: str, data: str, out_: Path, e: KeyboardInterrupt) -> None:
+    """Say what stopping left: the checkpoint's step and the command that continues from it."""
+    from genlab.runfiles import CHECKPOINT_FILE, CONFIG_TOML
     from genlab.train.checkpoint import checkpoint_step
 
+    how = "stopped by SIGTERM" if getattr(e, "signum", None) == signal.SIGTERM else "interrupted"
+    command = shlex.join(["genlab", "train", family, "--data", data, "--out", str(out_), "--resume"])
     step = checkpoint_step(out_ / CHECKPOINT_FILE)
     if step is None:
-        err.print("interrupted before the first checkpoint: there is nothing to continue from", highlight=False)
+        if (out_ / CONFIG_TOML).is_file():
+            err.print(f"{how} before the first checkpoint; train it from step 0 with\n  {command}", highlight=False,
+                      soft_wrap=True)
+        else:
+            err.print(f"{how} before training started: nothing was kept", highlight=False)
         return
-    command = shlex.join(["genlab", "train", family, "--data", data, "--out", str(out_), "--resume"])
-    err.print(f"interrupted: a checkpoint at step {step} is saved; continue with\n  {command}", markup=False,
-              highlight=False, soft_wrap=True)
+    exact = "" if getattr(e, "step", None) == step else " (the last one written: stopped at once, mid-step)"
+    err.print(f"{how}: a checkpoint at step {step} is saved{exact}; continue with\n  {command}", highlight=False,
+              soft_wrap=True)
 
 
 def next_commands(run: Any) -> list[str]:
@@ -121,7 +128,7 @@ def runs(folder: Annotated[Path, typer.Argument(help="folder holding runs")] = P
               right=("steps", "best val loss", "wall time"))
     for r in rows:
         best = "-" if math.isnan(r["best_val_loss"]) else f"{r['best_val_loss']:.4f}"
-        t.add_row(r["run"], r["family"], r["dataset"], f"{r['steps']}/{r['max_steps']}", best, duration(r["wall_s"]),
+        t.add_row(r["run"], r["family"], r["dataset"], f"{r['steps']}/{'?' if r['max_steps'] is None else r['max_steps']}", best, duration(r["wall_s"]),
                   "yes" if r["resumable"] else "no")
     out.print(t if rows else f"no runs in {folder}")
 

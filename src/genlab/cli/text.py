@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import genlab
-from genlab.cli.common import err, out, print_json, table
+from genlab.cli.common import err, out, print_json, read_stdin, table
 from genlab.errors import GenlabError
 from genlab.sample.code import NO_REPEAT_NGRAM
 
@@ -92,7 +92,7 @@ def complete(
     if file == "-":
         if line is not None:
             raise GenlabError("--line goes with a FILE; with - the whole of standard input is the text before the cursor")
-        prefix = sys.stdin.read()
+        prefix = read_stdin()
     else:
         if line is None:
             raise GenlabError("give --line N, the line to complete at (1-based)")

@@ -13,6 +13,7 @@ import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -47,13 +48,11 @@ class ImageDataConfig:
     channels: int = 0  # 1 = grey, 3 = RGB (0 = the dataset's own)
     val_fraction: float = 0.1  # held out when the dataset has no test split
 
+    limits: ClassVar[dict[str, str]] = {"size": "[0, 512]", "channels": "[0, 3]", "val_fraction": "(0, 0.5)"}
+
     def validate(self) -> None:
-        if self.size < 0 or self.size > 512:
-            raise ValueError(f"data.size must be between 1 and 512 (or 0 for the dataset's own), got {self.size}")
         if self.channels not in (0, 1, 3):
             raise ValueError(f"data.channels must be 1, 3 or 0 (the dataset's own), got {self.channels}")
-        if not 0 < self.val_fraction < 0.5:
-            raise ValueError(f"data.val_fraction must be in (0, 0.5), got {self.val_fraction}")
 
 
 def to_unit(x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -73,10 +72,22 @@ class ImageData:
         if not (folder / "meta.json").is_file():
             raise GenlabError(f"{folder}: image data missing; the run folder is incomplete")
         self.folder = folder
-        self.meta = json.loads((folder / "meta.json").read_text())
-        arrays = load_file(str(folder / "images.safetensors"))
-        self.x = {s: to_unit(arrays[f"{s}_x"]) for s in ("train", "val")}  # (N, C, H, W) in [-1, 1]
-        self.y = {s: torch.from_numpy(arrays[f"{s}_y"]).long() for s in ("train", "val")}  # (N,), -1 = no label
+        damaged = f"{folder} holds damaged image data (was it edited?)"
+        try:
+            self.meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            arrays = load_file(str(folder / "images.safetensors"))
+            shape, names = tuple(self.meta["shape"]), list(self.meta["class_names"])
+            xs = {s: arrays[f"{s}_x"] for s in ("train", "val")}
+            ys = {s: arrays[f"{s}_y"] for s in ("train", "val")}
+        except Exception as e:  # JSON, safetensors' own error type, a missing key or array
+            raise GenlabError(f"{damaged}: {type(e).__name__}: {e}") from None
+        for s in ("train", "val"):
+            x, y = xs[s], ys[s]
+            if x.dtype != np.uint8 or x.ndim != 4 or tuple(x.shape[1:]) != shape or y.shape != (len(x),) or \
+                    not len(x) or (len(y) and not (-1 <= y.min() and y.max() < max(1, len(names)))):
+                raise GenlabError(f"{damaged}: the {s} split's arrays do not match its meta.json")
+        self.x = {s: to_unit(xs[s]) for s in ("train", "val")}  # (N, C, H, W) in [-1, 1]
+        self.y = {s: torch.from_numpy(ys[s]).long() for s in ("train", "val")}  # (N,), -1 = no label
 
     @property
     def num_classes(self) -> int:
@@ -199,23 +210,19 @@ def folder_source(path: Path) -> ImageFolder:
 
 def images_from_folder(path: Path, *, size: int = 32, channels: int = 0) -> ImageSet:
     """Load PNG/JPEG files; labels from sub-folder names when the images sit in two or more sub-folders."""
-    from PIL import Image, UnidentifiedImageError
-
     path = path.resolve()
     files = _image_files(path)
     parents = sorted({p.parent.relative_to(path).as_posix() for p in files})
     labelled = "." not in parents and len(parents) > 1
     class_names = tuple(parents) if labelled else ()
     colour: dict[bool, Path] = {}
+    from genlab.sample.images import GREY_MODES, read_image
+
     pictures = []
     for p in files:
-        try:
-            with Image.open(p) as im:
-                im.load()
-                colour.setdefault(im.mode not in ("L", "1", "LA", "I", "I;16"), p)
-                pictures.append(im.copy())
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise GenlabError(f"{p}: cannot read this image ({e}); fix or remove it") from None
+        im = read_image(p, hint="; fix or remove it")
+        colour.setdefault(im.mode not in GREY_MODES, p)
+        pictures.append(im)
     if not channels and len(colour) == 2:
         raise GenlabError(f"{path} mixes grey ({colour[False].name}) and colour ({colour[True].name}) images; "
                           "set data.channels=1 (grey) or data.channels=3 (RGB)")

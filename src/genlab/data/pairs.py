@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import ast
 import csv
+import io
 import json
 import re
 import sysconfig
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -135,30 +137,63 @@ def read_pairs_file(path: Path) -> list[tuple[str, str]]:
         raise GenlabError(f"{path}: cannot read it ({e.strerror or e})") from None
     rows: list[tuple[int, dict]] = []  # (line number, row)
     if suffix == ".jsonl":
-        for i, line in enumerate(text.splitlines(), 1):
+        # JSON Lines are split at "\n" only: a string may hold other line breaks (U+2028, \x1c, ...) unescaped
+        for i, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise GenlabError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
+            except RecursionError:
+                raise GenlabError(f"{path}, line {i}: JSON nested too deeply") from None
+            except ValueError as e:  # an integer of more than 4,300 digits
+                raise GenlabError(f"{path}, line {i}: cannot read this JSON ({_first_line(e)})") from None
             if not isinstance(row, dict):
                 raise GenlabError(f"{path}, line {i}: each line must be a JSON object with 'source' and 'target'")
             rows.append((i, row))
     else:
-        reader = csv.DictReader(text.splitlines(keepends=True))
-        rows = [(reader.line_num, row) for row in reader]
-    found = sorted({k for _, row in rows for k in row if k is not None})
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # as csv reads a file: quoted line breaks kept
+        try:
+            rows = [(reader.line_num, row) for row in reader]
+        except csv.Error as e:  # e.g. a field longer than csv.field_size_limit()
+            line = reader.reader.line_num  # the csv reader's count, which includes the line it failed on
+            raise GenlabError(f"{path}, line {line}: not valid CSV ({_first_line(e)})") from None
+    found = sorted({k for _, row in rows for k in row if isinstance(k, str)})
     missing = [c for c in ("source", "target") if not rows or any(c not in row for _, row in rows)]
     if missing:
-        raise GenlabError(f"{path}: missing column(s) {', '.join(missing)}; found: {', '.join(found) or 'none'}")
+        names = ", ".join(map(_column_name, found[:10])) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+        raise GenlabError(f"{path}: missing column(s) {', '.join(missing)}; found: {names or 'none'}")
+    for i, row in rows:  # JSON may hold numbers or lists: text is not made up from them
+        for column in ("source", "target"):
+            if row[column] is not None and not isinstance(row[column], str):
+                shown = json.dumps(row[column])
+                raise GenlabError(f"{path}, line {i}: the {column} is {shown[:40]}{'...' if len(shown) > 40 else ''}, "
+                                  "not text; write it as a JSON string")
     empty = [i for i, row in rows if not str(row["target"] or "").strip()]
     if empty:
         raise GenlabError(f"{path}: {len(empty)} pair(s) have an empty target, the first on line {empty[0]}")
     pairs = [(str(row["source"] or ""), str(row["target"])) for _, row in rows]
+    for (i, _), pair in zip(rows, pairs):
+        for column, value in zip(("source", "target"), pair):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:  # JSON can escape half a character: "\ud800" alone
+                raise GenlabError(f"{path}, line {i}: the {column} holds \\u{ord(value[e.start]):04x}, half of a "
+                                  "UTF-16 surrogate pair, which is not text; remove it") from None
     if len(pairs) < MIN_PAIRS:
         raise GenlabError(f"{path}: {len(pairs)} pairs, fewer than {MIN_PAIRS}; give more pairs")
     return pairs
+
+
+def _column_name(name: str) -> str:
+    """A column name as a one-line message shows it: as it is when short and printable, else quoted and escaped (a
+    CSV header may hold line breaks), cut to 40 characters."""
+    return name if name.isprintable() and len(name) <= 40 else repr(name[:40]) + ("..." if len(name) > 40 else "")
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 def pairs_from_path(path: Path, val_fraction: float = 0.1) -> PairsCorpus:
@@ -287,14 +322,11 @@ class PairsDataConfig:
     max_target_tokens: int = 48  # longer targets are truncated (counted in data/meta.json), end token included
     val_fraction: float = 0.1  # share held out: of files for pycode-docstrings, of distinct sources for a file
 
+    limits: ClassVar[dict[str, str]] = {"vocab_size": "[259, 1048576]", "max_source_tokens": "[2, 1048576]",
+                                        "max_target_tokens": "[2, 1048576]", "val_fraction": "(0, 0.5)"}
+
     def validate(self) -> None:
-        if not 259 <= self.vocab_size <= 2**20:
-            raise ValueError(f"data.vocab_size must be between 259 and 1048576, got {self.vocab_size}")
-        for k in ("max_source_tokens", "max_target_tokens"):
-            if getattr(self, k) < 2:
-                raise ValueError(f"data.{k} must be at least 2, got {getattr(self, k)}")
-        if not 0 < self.val_fraction < 0.5:
-            raise ValueError(f"data.val_fraction must be in (0, 0.5), got {self.val_fraction}")
+        pass  # each number has its own range (limits); nothing relates two of them
 
 
 def prepare_pairs(source: _Lazy | PairsCorpus, cfg: PairsDataConfig, folder: Path) -> PairsData:

@@ -65,5 +65,6 @@ def load_tokenizer(path: Path) -> Tokenizer:
 
 def eot_id(tok: Tokenizer) -> int:
     i = tok.token_to_id(EOT)
-    assert i is not None, "every genlab tokenizer has <|endoftext|>"
+    if i is None:  # every tokenizer genlab makes has it: this one was edited or replaced
+        raise GenlabError(f"the tokenizer has no {EOT} token; the run's tokenizer.json is damaged or was replaced")
     return i

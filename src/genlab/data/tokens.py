@@ -11,13 +11,14 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
 from genlab.data.tokenizers import eot_id
-from genlab.errors import GenlabError
+from genlab.errors import BadArgument, GenlabError
 from genlab.files import atomic_write, atomic_write_bytes
 from genlab.progress import task
 
@@ -51,6 +52,25 @@ def encode_splits(tok: Tokenizer, splits: dict[str, Sequence[str]], folder: Path
     return meta
 
 
+def _checked_meta(path: Path, tokenizer: Tokenizer) -> dict:
+    """``meta.json`` of tokenized splits, refused unless it agrees with itself and with the run's tokenizer."""
+    damaged = f"{path} is damaged or was edited"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        dtype, vocab = meta["dtype"], meta["vocab_size"]
+        splits = {s: (int(meta["splits"][s]["tokens"]), int(meta["splits"][s]["chars"])) for s in ("train", "val")}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise GenlabError(f"{damaged} ({type(e).__name__}: {e})") from None
+    if dtype not in ("uint16", "uint32") or not isinstance(vocab, int) or isinstance(vocab, bool):
+        raise GenlabError(f"{damaged}: dtype {dtype!r} and vocab_size {vocab!r} are not what genlab writes")
+    if vocab != tokenizer.get_vocab_size():
+        raise GenlabError(f"{damaged}: its vocab_size {vocab} differs from the tokenizer's "
+                          f"{tokenizer.get_vocab_size()} tokens")
+    if vocab > np.iinfo(dtype).max + 1 or min(n for pair in splits.values() for n in pair) < 0:
+        raise GenlabError(f"{damaged}: a vocabulary of {vocab} does not fit {dtype}, or a count is negative")
+    return meta
+
+
 def _chunks(text: str) -> Iterator[str]:
     """Cut at line breaks into pieces of about CHUNK_CHARS (BPE merges never cross a line break here)."""
     start = 0
@@ -73,10 +93,14 @@ class TextData:
         meta_path = self.folder / "meta.json"
         if not meta_path.is_file():
             raise GenlabError(f"{self.folder}: token files missing; the run folder is incomplete")
-        self.meta = json.loads(meta_path.read_text())
-        self.arrays = {
-            s: np.memmap(self.folder / f"{s}.bin", dtype=self.meta["dtype"], mode="r") for s in ("train", "val")
-        }
+        self.meta = _checked_meta(meta_path, self.tokenizer)
+        self.arrays = {}
+        for s in ("train", "val"):
+            path = self.folder / f"{s}.bin"
+            if not path.is_file() or path.stat().st_size % np.dtype(self.meta["dtype"]).itemsize:
+                raise GenlabError(f"{path} is missing or cut short; the run folder is incomplete or damaged")
+            self.arrays[s] = np.memmap(path, dtype=self.meta["dtype"], mode="r") if path.stat().st_size else \
+                np.zeros(0, dtype=self.meta["dtype"])
 
     @property
     def vocab_size(self) -> int:
@@ -111,6 +135,8 @@ class TextData:
 
     def blocks(self, split: str, batch_size: int, max_tokens: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Consecutive non-overlapping blocks covering the split (or its first max_tokens), for evaluation."""
+        if max_tokens < 0:
+            raise BadArgument("max_tokens", f"must be 0 (all) or positive, got {max_tokens}")
         arr, T = self.arrays[split], self.block_size
         n_blocks = (len(arr) - 1) // T
         if max_tokens:
@@ -131,13 +157,11 @@ class TextDataConfig:
     vocab_size: int = 4096  # BPE vocabulary size, special tokens included (ignored by "char")
     val_fraction: float = 0.1  # share of the corpus held out for validation
 
+    limits: ClassVar[dict[str, str]] = {"vocab_size": "[257, 1048576]", "val_fraction": "(0, 0.5)"}
+
     def validate(self) -> None:
         if self.tokenizer not in ("char", "bpe"):
             raise ValueError(f"data.tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
-        if not 257 <= self.vocab_size <= 2**20:
-            raise ValueError(f"data.vocab_size must be between 257 and 1048576, got {self.vocab_size}")
-        if not 0 < self.val_fraction < 0.5:
-            raise ValueError(f"data.val_fraction must be in (0, 0.5), got {self.val_fraction}")
 
     def unused(self) -> dict[str, str]:
         """Settings that had no effect, and why (a model card says so instead of showing them as used)."""

@@ -147,6 +147,10 @@ class Modality:
         """Refuse options that sampling this family on this modality does not take."""
         accepts(model.sample, options, f"{model.name} sampling")
 
+    def output_bytes(self, model: Any, n: int, options: dict[str, Any]) -> int:
+        """Memory that ``n`` outputs take while they are made (checked before sampling; 0: the family checks)."""
+        return 0
+
     def evaluate(self, model: Any, data: Any, **options: Any) -> dict[str, Any]:
         """The report on the held-out split: the family's own ``evaluate`` (a modality may add its own figures)."""
         return model.evaluate(data, **options)

@@ -10,6 +10,7 @@ Audit: nearest training images of samples (possible copies) and the class balanc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,9 @@ class ImageModality(Modality):
          "labels honest provenance, it does not secure it, and the absence of the mark proves nothing. What it "
          "survives at this run's image size is said below, as measured."),
     )
+
+    def output_bytes(self, model: Any, n: int, options: dict[str, Any]) -> int:
+        return n * math.prod(model.shape_) * 4 * 4  # the noise, the result and two working copies in float32
 
     def prepare(self, source: Any, config: ImageDataConfig, folder: Path) -> ImageData:
         return prepare_images(source, config, folder)

@@ -186,6 +186,7 @@ class Family:
         self.extra_files(folder)
 
     def load_weights(self, folder: Path) -> None:
+        """The weights in ``folder``, refused unless every tensor is there, has its shape and is finite."""
         path = folder / MODEL_FILE
         if not path.is_file():
             raise GenlabError(f"{folder}: no {MODEL_FILE}; the run has not saved a model yet")
@@ -195,8 +196,31 @@ class Family:
             raise GenlabError(f"{path} is truncated or corrupted ({e})") from None
         for name, net in self.networks_.items():
             prefix = f"{name}."
-            unwrap(net).load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+            state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            check_weights(path, prefix, state, unwrap(net).state_dict())
+            unwrap(net).load_state_dict(state)
             net.eval()
+
+
+def check_weights(path: Path, prefix: str, found: dict[str, torch.Tensor], wanted: dict[str, torch.Tensor]) -> None:
+    """Refuse weights that do not fit the network built from the run's config (a tensor missing, extra or of
+    another shape) or that are not finite (a diverged run, or an edited file)."""
+    damaged = "; the file does not belong to this run's config (was it edited or replaced?)"
+    missing = sorted(set(wanted) - set(found))
+    if missing:
+        raise GenlabError(f"{path} lacks {len(missing)} tensor(s) the model needs ({prefix}{missing[0]} ...){damaged}")
+    extra = sorted(set(found) - set(wanted))
+    if extra:
+        raise GenlabError(f"{path} holds {len(extra)} tensor(s) the model does not have ({prefix}{extra[0]} ...)"
+                          f"{damaged}")
+    for k, v in found.items():
+        if tuple(v.shape) != tuple(wanted[k].shape):
+            raise GenlabError(f"{path}: {prefix}{k} has shape {tuple(v.shape)}, the model's is "
+                              f"{tuple(wanted[k].shape)}{damaged}")
+    bad = [k for k, v in found.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise GenlabError(f"{path}: {len(bad)} of {len(found)} tensors hold NaN or infinite values ({prefix}{bad[0]} "
+                          "...); training diverged or the file is damaged: resume from an earlier run or retrain")
 
 
 def decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

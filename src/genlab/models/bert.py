@@ -62,21 +62,14 @@ class BERTConfig:
     mask_token_frac: float = 0.8  # of the chosen tokens: share replaced by [MASK]
     random_token_frac: float = 0.1  # of the chosen tokens: share replaced by a random token (the rest stay)
 
+    limits: ClassVar[dict[str, str]] = {"n_layer": "[1, 1024]", "n_head": "[1, 1024]", "n_embd": "[1, 65536]",
+                                        "intermediate_size": "[0, 1048576]", "block_size": "[1, 1048576]",
+                                        "dropout": "[0, 1)", "mask_prob": "(0, 1)", "mask_token_frac": "[0, 1]",
+                                        "random_token_frac": "[0, 1]"}
+
     def validate(self) -> None:
-        for k in ("n_layer", "n_head", "n_embd", "block_size"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"model.{k} must be at least 1, got {getattr(self, k)}")
-        if self.intermediate_size < 0:
-            raise ValueError(f"model.intermediate_size must be 0 (= 4 * n_embd) or positive, got {self.intermediate_size}")
         if self.n_embd % self.n_head:
             raise ValueError(f"model.n_embd ({self.n_embd}) must be a multiple of model.n_head ({self.n_head})")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
-        if not 0 < self.mask_prob < 1:
-            raise ValueError(f"model.mask_prob must be in (0, 1), got {self.mask_prob}")
-        for k in ("mask_token_frac", "random_token_frac"):
-            if not 0 <= getattr(self, k) <= 1:
-                raise ValueError(f"model.{k} must be in [0, 1], got {getattr(self, k)}")
         if self.mask_token_frac + self.random_token_frac > 1:
             raise ValueError("model.mask_token_frac + model.random_token_frac must be at most 1")
 

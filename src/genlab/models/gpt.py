@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -55,14 +55,12 @@ class GPTConfig:
     dropout: float = 0.0  # dropout on embeddings, attention and residuals (0.2 helps small corpora)
     activation: Literal["gelu_pytorch_tanh", "gelu_new", "gelu", "relu"] = "gelu_pytorch_tanh"  # MLP activation; gelu_new is GPT-2's original, slower on CPU
 
+    limits: ClassVar[dict[str, str]] = {"n_layer": "[1, 1024]", "n_head": "[1, 1024]", "n_embd": "[1, 65536]",
+                                        "block_size": "[1, 1048576]", "dropout": "[0, 1)"}
+
     def validate(self) -> None:
-        for k in ("n_layer", "n_head", "n_embd", "block_size"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"model.{k} must be at least 1, got {getattr(self, k)}")
         if self.n_embd % self.n_head:
             raise ValueError(f"model.n_embd ({self.n_embd}) must be a multiple of model.n_head ({self.n_head})")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
 class GPT(Family):

@@ -39,11 +39,10 @@ class PPCAConfig:
     components: int = 32  # q: latent dimensions, the leading eigenvectors kept (below the number of pixels)
     min_variance: float = 1e-4  # floor on sigma^2 (pixels that never vary, e.g. MNIST's borders, would give 0)
 
+    limits: ClassVar[dict[str, str]] = {"components": "[1, 65536]", "min_variance": "(0, 1000000]"}
+
     def validate(self) -> None:
-        if self.components < 1:
-            raise ValueError(f"model.components must be at least 1, got {self.components}")
-        if not self.min_variance > 0:
-            raise ValueError(f"model.min_variance must be positive, got {self.min_variance}")
+        pass  # each number has its own range (limits); nothing relates two of them
 
 
 class PPCANet(nn.Module):

@@ -25,7 +25,7 @@ from genlab.modalities.pairs import PairTexts
 from genlab.models.base import Family
 from genlab.nets import eval_mode, n_params, to_device
 from genlab.progress import task
-from genlab.sample.text import check_sampling
+from genlab.sample.text import MAX_NGRAM, check_sampling
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,13 @@ class T5Config:
     tie_embeddings: bool = True  # share input and output embeddings (original T5; fewer parameters)
     dropout: float = 0.0  # dropout in every block (0.1 helps small data sets)
 
+    limits: ClassVar[dict[str, str]] = {
+        "n_layer": "[1, 1024]", "n_decoder_layer": "[1, 1024]", "n_head": "[1, 1024]", "d_model": "[1, 65536]",
+        "d_kv": "[1, 65536]", "d_ff": "[1, 1048576]", "relative_attention_num_buckets": "[1, 4096]",
+        "relative_attention_max_distance": "[1, 1048576]", "dropout": "[0, 1)"}
+
     def validate(self) -> None:
-        for k in ("n_layer", "n_decoder_layer", "n_head", "d_model", "d_kv", "d_ff",
-                  "relative_attention_num_buckets", "relative_attention_max_distance"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"model.{k} must be at least 1, got {getattr(self, k)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        pass  # each number has its own range (limits); nothing relates two of them
 
 
 class T5(Family):
@@ -143,6 +143,13 @@ class T5(Family):
         """
         from genlab.evaluate.pairs import text_metrics
 
+        if n is not None and n < 1:
+            raise BadArgument("n", f"must be at least 1, got {n}")
+        if not 1 <= beams <= MAX_BEAMS:
+            raise BadArgument("beams", f"must be at least 1, got {beams}" if beams < 1 else
+                              f"must be at most {MAX_BEAMS}, got {beams}")
+        if not 0 <= no_repeat_ngram <= MAX_NGRAM:
+            raise BadArgument("no_repeat_ngram", f"must be 0 (off) or positive, at most {MAX_NGRAM}, got {no_repeat_ngram}")
         pairs = data.texts("val")[: n or None]
         sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
         preds: list[str] = []
@@ -233,9 +240,14 @@ class T5(Family):
         tok.save_pretrained(folder)
 
 
+MAX_BEAMS = 64  # wider beams cost memory (beams x outputs x vocabulary) and no longer improve the text
+
+
 def _check(n, sources, beams, temperature, top_k, top_p, max_new_tokens, no_repeat_ngram) -> None:
     if not sources:
         raise BadArgument("source", "is missing: give at least one source text to transform")
     check_sampling(n, max_new_tokens, temperature, top_k, top_p, no_repeat_ngram)
     if beams < 1:
         raise BadArgument("beams", f"must be at least 1, got {beams}")
+    if beams > MAX_BEAMS:
+        raise BadArgument("beams", f"must be at most {MAX_BEAMS}, got {beams}")

@@ -28,11 +28,13 @@ from genlab.runfiles import (
     CONFIG_JSON,
     CONFIG_TOML,
     DATA_DIR,
+    ENERGY_FILE,
     EVAL_FILE,
     EVAL_PARTIAL_FILE,
     LINEAGE_FILE,
     RELEASE_FILE,
     SUMMARY_FILE,
+    check_folder,
     read_json,
     summarize,
 )
@@ -54,7 +56,40 @@ def render_card(run_dir: Path, *, usage: str | None = None) -> str:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_TOML).is_file():
         raise GenlabError(f"{run_dir} is not a genlab run (no {CONFIG_TOML}); see `genlab runs`")
+    check_folder(run_dir)  # only regular files inside the run folder are read
     info = _gather(run_dir, cfgmod.read_toml(run_dir / CONFIG_TOML))
+    try:
+        return _render(info, usage)
+    except GenlabError:
+        raise
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError) as e:  # a record of the wrong shape?
+        culprit = _damaged_record(info, usage)
+        if culprit is None:
+            raise  # every record is as genlab writes it: a bug in genlab
+        raise GenlabError(f"{run_dir / culprit} does not hold what genlab writes ({type(e).__name__}: {e}); it was "
+                          "edited or damaged: restore it, or delete it and run the command that makes it") from None
+
+
+# the files a card is made from: info key -> file name in the run folder
+RECORDS = {"raw": CONFIG_TOML, "model_json": CONFIG_JSON, "summary": SUMMARY_FILE, "meta": f"{DATA_DIR}/meta.json",
+           "eval": f"{EVAL_FILE} (or {EVAL_PARTIAL_FILE})", "energy": ENERGY_FILE, "audit": AUDIT_FILE,
+           "release_file": RELEASE_FILE, "lineage": LINEAGE_FILE}
+
+
+def _damaged_record(info: dict[str, Any], usage: str | None) -> str | None:
+    """The one record without which the card renders: the file that was edited or damaged (None: no such one)."""
+    for key, name in RECORDS.items():
+        if info.get(key) is None:
+            continue
+        try:
+            _render({**info, key: {} if key == "raw" else None}, usage)
+        except Exception:
+            continue
+        return name
+    return None
+
+
+def _render(info: dict[str, Any], usage: str | None) -> str:
     parts = [
         _front_matter(info),
         f"# {info['name']}\n\n{S.lede(info)}\n\n" + ("Commands below write `RUN` for this folder." if not usage else

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import shutil
 import tempfile
 import threading
@@ -36,6 +37,7 @@ from genlab.responsible.country import (
 )
 
 START_TIMEOUT_S = 60.0  # how long the end of a session waits for a tracker still starting
+SCRATCH_PREFIX = "genlab-energy-"  # CodeCarbon's scratch folders: genlab-energy-PID-XXXX in the system temp folder
 
 
 # -- energy ---------------------------------------------------------------------------------------------------------
@@ -87,7 +89,8 @@ class EnergyMeter:
         self._t0 = time.perf_counter()
         self._started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         try:
-            self._scratch: str | None = tempfile.mkdtemp(prefix="genlab-energy-")
+            _clean_scratch()
+            self._scratch: str | None = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
         except OSError:
             self._scratch = None
         self._capture = _Capture()
@@ -161,6 +164,19 @@ class EnergyMeter:
         data = getattr(tracker, "final_emissions_data", None)
         if data is None:
             return self._failed(duration, self._last_message("CodeCarbon's tracker did not stop cleanly"))
+        return self._figures(tracker, data, duration)
+
+    def so_far(self) -> dict[str, Any] | None:
+        """The figures up to now, as CodeCarbon last measured them, while it runs (else None); never raises."""
+        tracker = self._tracker
+        if tracker is None:
+            return None
+        try:
+            return self._figures(tracker, tracker._prepare_emissions_data(), time.perf_counter() - self._t0)
+        except Exception:
+            return None
+
+    def _figures(self, tracker: Any, data: Any, duration: float) -> dict[str, Any]:
         tracked = float(data.duration)
         if tracked <= 0:
             return self._failed(duration, "the session ended before CodeCarbon had started")
@@ -227,6 +243,18 @@ class EnergyMeter:
                 if isinstance(h, logging.StreamHandler):
                     h.setLevel(logging.NOTSET)
             log.setLevel(self._old_level)
+
+
+def _clean_scratch() -> None:
+    """Remove the scratch folders of sessions whose process is gone (killed before it could remove its own)."""
+    from pathlib import Path
+
+    from genlab.lock import pid_alive
+
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
+        pid = folder.name[len(SCRATCH_PREFIX):].split("-")[0]
+        if pid.isdigit() and not pid_alive(int(pid)) and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _power_methods(tracker: Any) -> dict[str, str | None]:

@@ -2,7 +2,8 @@
 
 ``genlab train`` subscribes an ``EnergyTracker`` to the loop's events (``train/hooks.py``) when
 ``[release] track_energy`` is on. Every session is recorded (a fresh run is one; each ``--resume`` adds one),
-also one stopped by Ctrl-C or an error::
+also one stopped by Ctrl-C or an error, and one killed outright: a session is written when it starts and again at
+each checkpoint, so a SIGKILL leaves its figures up to its last checkpoint::
 
     {"sessions": [{status, first_step, last_step, steps, duration_s, energy_kwh {total, cpu, ram, gpu},
                    emissions_kg_co2eq, country, cpu_model, power_method {cpu, ram, gpu}, codecarbon_version,
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,9 @@ from genlab.responsible.flops import flops_per_step
 from genlab.runfiles import ENERGY_FILE
 from genlab.train.distributed import is_main
 from genlab.train.hooks import Callback
+
+RUNNING = "running"  # a session's status until it ends: updated at each checkpoint
+KILLED = "killed (figures to its last checkpoint)"  # a running session whose process died
 
 
 class EnergyTracker(Callback):
@@ -51,14 +56,23 @@ class EnergyTracker(Callback):
                                             autocast=trainer.precision.autocast)
             except Exception as e:  # a family the counter cannot follow: record why, train anyway
                 self.flops_error = f"{type(e).__name__}: {e}"
-        # 2. start measuring energy
+        # 2. start measuring energy, and record the session as running (a kill leaves it, to its last checkpoint)
         self.meter.__enter__()
-        self.started = True
+        self.started, self.t0 = True, time.perf_counter()
+        self.index: int | None = None
+        self._record(trainer, RUNNING, self.meter.so_far() or {})
+
+    def on_checkpoint(self, trainer: Any, step: int) -> None:
+        if getattr(self, "started", False):
+            self._record(trainer, RUNNING, self.meter.so_far() or {"duration_s": round(time.perf_counter() - self.t0, 3)})
 
     def on_train_end(self, trainer: Any, status: str, summary: dict[str, Any]) -> None:
         if not getattr(self, "started", False):  # an earlier subscriber failed at train_start: nothing measured
             return
         self.meter.__exit__(None, None, None)
+        self._record(trainer, status, self.meter.result or {})
+
+    def _record(self, trainer: Any, status: str, measured: dict[str, Any]) -> None:
         first, last = trainer.start_step, trainer.step
         done = max(0, last - first)
         session = {
@@ -68,7 +82,7 @@ class EnergyTracker(Callback):
             "steps": done,
             "device": str(trainer.device),
             "precision": trainer.precision.name,
-            **(self.meter.result or {}),
+            **measured,
             "flops_per_step": self.flops,
             "train_flops": self.flops * done if self.flops is not None else None,
             "achieved_flops_per_s": None,
@@ -79,12 +93,14 @@ class EnergyTracker(Callback):
             session["achieved_flops_per_s"] = sig(self.flops * done / session["duration_s"])
         if is_main():
             with contextlib.suppress(OSError):
-                record_session(self.run_dir, session)
+                self.index = record_session(self.run_dir, session, index=self.index)
 
 
 def read_energy(run_dir: Path) -> dict[str, Any] | None:
     """``RUN/energy.json``, or None when the run has none (or it is unreadable)."""
     path = Path(run_dir) / ENERGY_FILE
+    if not path.is_file():
+        return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -92,12 +108,22 @@ def read_energy(run_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and isinstance(data.get("sessions"), list) else None
 
 
-def record_session(run_dir: Path, session: dict[str, Any]) -> dict[str, Any]:
-    """Append one session to ``RUN/energy.json`` (atomically) and recompute the totals; returns the new record."""
-    sessions = [*((read_energy(run_dir) or {}).get("sessions") or []), session]
+def record_session(run_dir: Path, session: dict[str, Any], *, index: int | None = None) -> int:
+    """Write one session into ``RUN/energy.json`` (atomically): appended, or replacing session ``index``; recompute
+    the totals. Appending marks earlier sessions left "running" as killed (their process is gone: the run's lock is
+    held by the caller). Returns the session's index."""
+    sessions = list((read_energy(run_dir) or {}).get("sessions") or [])
+    if index is None or index >= len(sessions):
+        for old in sessions:
+            if isinstance(old, dict) and old.get("status") == RUNNING:
+                old["status"] = KILLED
+        sessions.append(session)
+        index = len(sessions) - 1
+    else:
+        sessions[index] = session
     record = {"sessions": sessions, **totals(sessions)}
     atomic_write_bytes(Path(run_dir) / ENERGY_FILE, json.dumps(record, indent=2).encode())
-    return record
+    return index
 
 
 def totals(sessions: list[dict[str, Any]]) -> dict[str, Any]:

@@ -66,7 +66,7 @@ def default_name() -> str:
         user = getpass.getuser()
     except (KeyError, OSError):  # no login name (some containers)
         user = "user"
-    return f"{user}@{socket.gethostname() or 'localhost'}"
+    return f"{user}@{socket.gethostname() or 'localhost'}"[:64]  # X.509 caps a common name at 64
 
 
 def init_identity(folder: Path | None = None, *, name: str | None = None, force: bool = False) -> Identity:
@@ -78,9 +78,15 @@ def init_identity(folder: Path | None = None, *, name: str | None = None, force:
     name = (name or default_name()).strip()
     if not name:
         raise GenlabError("the identity name must not be empty")
+    if len(name) > 64 or not name.isprintable():  # X.509's limit for a common name; no line breaks in manifests
+        raise GenlabError(f"the identity name must be at most 64 printable characters, got {len(name)} characters"
+                          + ("" if name.isprintable() else " with control characters"))
     key_pem, chain_pem, root_pem = _make_chain(name)
-    folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o700)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+    except OSError as e:
+        raise GenlabError(f"cannot make the identity folder {folder}: {e.strerror or e} (check GENLAB_HOME)") from None
     # the key last: a crash part-way leaves a key that does not match the chain, which load_identity reports
     _write(folder / ROOT_FILE, root_pem, 0o644)
     _write(folder / CHAIN_FILE, chain_pem, 0o644)
@@ -123,12 +129,17 @@ def has_identity(folder: Path | None = None) -> bool:
     return any((folder / f).exists() for f in (KEY_FILE, CHAIN_FILE, ROOT_FILE))
 
 
+MAX_PEM_BYTES = 1_000_000  # a certificate chain is a few kB
+
+
 def trusted_roots(folder: Path | None = None) -> list[bytes]:
     """The PEM certificates in ``folder/trusted/*.pem`` (other people's roots), each checked to parse."""
     folder = Path(folder) if folder is not None else identity_folder()
     roots = []
     for path in sorted((folder / TRUSTED_DIR).glob("*.pem")):
         try:
+            if not path.is_file() or path.stat().st_size > MAX_PEM_BYTES:  # a FIFO, a device, a huge file
+                raise ValueError(f"not a regular file of at most {MAX_PEM_BYTES // 1000} kB")
             pem = path.read_bytes()
             if not x509.load_pem_x509_certificates(pem):
                 raise ValueError("no certificate")

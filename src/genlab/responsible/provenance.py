@@ -262,6 +262,9 @@ def _read_asset(path: Path) -> bytes:
         raise GenlabError(f"no such file: {path}")
     if not path.is_file():
         raise GenlabError(f"{path} is not a file")
+    from genlab.memory import require
+
+    require(2 * path.stat().st_size, f"checking {path}", "genlab reads a file whole to check its manifest")
     try:
         return path.read_bytes()
     except OSError as e:

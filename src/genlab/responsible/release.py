@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from functools import cached_property
@@ -55,8 +56,12 @@ def run_identity(run_dir: Path, *, create: bool = False) -> RunIdentity:
     if path.is_file():
         try:
             raw = json.loads(path.read_text())
-            return RunIdentity(run_id=str(raw["run_id"]), text_key=int(raw["text_key"]),
-                               text_scheme=str(raw.get("text_scheme", "lefthash-1")))
+            run_id, key = raw["run_id"], raw["text_key"]
+            if not (isinstance(run_id, str) and re.fullmatch(r"[0-9a-f]{8,64}", run_id)):
+                raise ValueError(f"run_id {str(run_id)[:40]!r} is not the hex digits genlab writes")
+            if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < 2**63:
+                raise ValueError(f"text_key {str(key)[:40]!r} is not the integer genlab writes")
+            return RunIdentity(run_id=run_id, text_key=key, text_scheme=str(raw.get("text_scheme", "lefthash-1")))
         except (ValueError, KeyError, TypeError) as e:
             raise GenlabError(f"{path} is corrupted ({e}); its watermark key is lost, restore it from a backup") from None
     if not create:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,19 +83,43 @@ def save_gif(frames: np.ndarray, path: Path, *, ms_per_frame: int = 120, write: 
     return path
 
 
-def load_image(path: Path) -> np.ndarray:
-    """A user's image file as uint8 (C, H, W), in its own mode (grey or RGB); errors are one line."""
+MAX_PIXELS = 64_000_000  # the largest image genlab decodes (8000 x 8000): checked from the header, before decoding
+GREY_MODES = ("L", "1", "LA", "I", "I;16")
+
+
+def read_image(path: Path, *, hint: str = "") -> Any:
+    """A user's image file, decoded (a PIL image), or a one-line error; its declared size is checked before any
+    pixel is decoded, so a small file declaring 30000 x 30000 pixels is refused, not unpacked into gigabytes."""
     from PIL import Image, UnidentifiedImageError
 
     from genlab.errors import GenlabError
 
-    if not path.is_file():
-        raise GenlabError(f"{path}: no such image file")
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise GenlabError(f"{path} declares {w} x {h} pixels ({w * h / 1e6:.0f} M); genlab reads images of "
+                                  f"up to {MAX_PIXELS / 1e6:.0f} M pixels{hint}")
             im.load()
-            grey = im.mode in ("L", "1", "LA", "I", "I;16")
-            arr = np.asarray(im.convert("L" if grey else "RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise GenlabError(f"{path}: cannot read this image ({e})") from None
+            return im.copy()
+    except GenlabError:
+        raise
+    except MemoryError:  # a chunk declaring gigabytes: refused, whatever the allocator allows
+        raise GenlabError(f"{path}: cannot read this image (it declares more data than fits in memory){hint}") \
+            from None
+    except Image.DecompressionBombError as e:  # Pillow's own bound, met while reading the header
+        raise GenlabError(f"{path} declares too many pixels ({e}); genlab reads images of up to "
+                          f"{MAX_PIXELS / 1e6:.0f} M pixels{hint}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        raise GenlabError(f"{path}: cannot read this image ({e}){hint}") from None
+
+
+def load_image(path: Path) -> np.ndarray:
+    """A user's image file as uint8 (C, H, W), in its own mode (grey or RGB); errors are one line."""
+    from genlab.errors import GenlabError
+
+    if not path.is_file():
+        raise GenlabError(f"{path}: no such image file")
+    im = read_image(path)
+    arr = np.asarray(im.convert("L" if im.mode in GREY_MODES else "RGB"))
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from transformers.activations import ACT2FN
 
 from genlab.errors import BadArgument
+from genlab.memory import require
+from genlab.nets import check_seed
 from genlab.progress import task
 
 
@@ -147,6 +149,12 @@ def generate_ids(
     the choice, as transformers' processors do (the text watermark is one).
     """
     device = next(model.parameters()).device
+    cfg = model.config
+    cache = 2 * cfg.n_layer * n * cfg.n_positions * cfg.n_embd * 4  # keys and values (L, n, H, T_max, D), fp32
+    working = n * (len(prompt) + max_new_tokens) * 8 + 4 * n * cfg.vocab_size * 4  # ids (int64), a few logits rows
+    require(cache + working, f"generating {n} x {max_new_tokens} tokens", "ask for fewer (--n, --max-new-tokens)",
+            device=device)
+    check_seed(seed)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else secrets.randbits(63))  # no global RNG involved
     dec = KVDecoder(model, n)
@@ -199,17 +207,21 @@ def _steps(count: int, advance) -> Any:
         advance()
 
 
+MAX_TEMPERATURE = 100.0  # beyond this every token is as likely as any other: a typo, not a setting
+MAX_NGRAM = 64
+
+
 def check_sampling(n: int, max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
                    no_repeat_ngram: int = 0) -> None:
     """The generation options every text family takes, each refused with a one-line error."""
-    if no_repeat_ngram < 0:
-        raise BadArgument("no_repeat_ngram", f"must be 0 (off) or positive, got {no_repeat_ngram}")
+    if not 0 <= no_repeat_ngram <= MAX_NGRAM:
+        raise BadArgument("no_repeat_ngram", f"must be 0 (off) or positive, at most {MAX_NGRAM}, got {no_repeat_ngram}")
     if n < 1:
         raise BadArgument("n", f"must be at least 1, got {n}")
     if max_new_tokens < 1:
         raise BadArgument("max_new_tokens", f"must be at least 1, got {max_new_tokens}")
-    if temperature < 0 or math.isnan(temperature):
-        raise BadArgument("temperature", f"must be 0 (greedy) or positive, got {temperature}")
+    if temperature < 0 or not math.isfinite(temperature) or temperature > MAX_TEMPERATURE:
+        raise BadArgument("temperature", f"must be 0 (greedy) or positive, at most {MAX_TEMPERATURE}, got {temperature}")
     if top_k is not None and top_k < 1:
         raise BadArgument("top_k", f"must be at least 1, got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:

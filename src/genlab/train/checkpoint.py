@@ -93,6 +93,25 @@ def check_architecture(path: Path, header: dict[str, Any], architecture: dict[st
         raise GenlabError(f"cannot resume {path}: the architecture differs ({'; '.join(diffs[:4])})")
 
 
+def check_resumable(path: Path, architecture: dict[str, Any]) -> None:
+    """Refuse, from its header alone (before anything is written), a checkpoint that cannot be resumed here."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            header = dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as e:
+        raise GenlabError(f"{path} is truncated or corrupted ({e}); delete the run or train from scratch") from None
+    if header.get("format") != FORMAT or "architecture" not in header:
+        raise GenlabError(f"{path} is not a genlab checkpoint (format {header.get('format')!r})")
+    try:
+        check_architecture(path, header, architecture)
+    except ValueError as e:
+        if isinstance(e, GenlabError):
+            raise
+        raise GenlabError(f"{path} has a damaged header ({e}); delete the run or train from scratch") from None
+
+
 def restore(
     header: dict[str, Any],
     tensors: dict[str, torch.Tensor],

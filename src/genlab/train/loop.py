@@ -4,8 +4,9 @@ A family says how one step goes (``Family.phases``: a loss per optimizer), what 
 (``Family.after_step``), which optimizers it steps (``Family.optimizers``: AdamW unless it makes its own) and how
 its networks are wrapped for training (``Family.wrap``); this loop owns everything else: warm-up then cosine
 decay, gradient accumulation and clipping, mixed precision, periodic validation and previews, ``metrics.jsonl``,
-the progress bar, step and time budgets, atomic checkpoints, exact resume, keeping the best validation point, and
-the named events callbacks subscribe to (``train/hooks.py``). A family with no gradient steps
+the progress bar, step and time budgets, atomic checkpoints, exact resume, an exact stop on Ctrl-C or SIGTERM
+(the step finishes, then a checkpoint: ``train/signals.py``), keeping the best validation point, and the named events
+callbacks subscribe to (``train/hooks.py``). A family with no gradient steps
 (``iterative = False``) is fitted once by ``Family.solve``, with the same events, validation and saving.
 
 Random state: the loop runs inside ``torch.random.fork_rng`` seeded from ``train.seed``, so dropout is
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +37,7 @@ from genlab.train.distributed import is_main
 from genlab.train.hooks import as_callback
 from genlab.train.precision import Precision, resolve_device, resolve_precision
 from genlab.train.progress import TrainProgress
+from genlab.train.signals import StopSignals
 
 EVAL_SEED_OFFSET = 7919  # validation batches use their own fixed stream, the same at every evaluation
 
@@ -139,47 +142,51 @@ class Trainer:
         budget_s = cfg.max_minutes * 60
         window_units, window_s, rate, stopped_by, last_val = 0, 0.0, math.nan, "max_steps", math.nan
         bar = TrainProgress(cfg.max_steps, self.start_step, fam.unit, enabled=self.progress and is_main())
-        with bar:
-            try:
-                while self.step < cfg.max_steps:
-                    s0 = time.perf_counter()
-                    lr = lr_at(self.step, cfg)
-                    logs: dict[str, Any] = {}  # values stay tensors until logged: no device sync per step
-                    units = 0
-                    for phase in phases:  # 1. one optimizer update per phase (a GAN: D, then G)
-                        logs.update(self._update(phase, lr))
-                        units += self._last_units if phase.counts_units else 0
-                    fam.after_step(self.step)  # 2. the family's own update (EMA weights)
-                    self.step += 1
-                    step = self.step
-                    if step > self.start_step + 1:  # throughput counts step time only; a first step holds start-up
-                        window_units += units
-                        window_s += time.perf_counter() - s0
-                    elapsed = self.elapsed0 + time.perf_counter() - t0
-                    if step % cfg.log_every == 0 or step == cfg.max_steps:  # 3. log
-                        if window_s:
-                            rate, window_units, window_s = window_units / window_s, 0, 0.0
-                        floats = {k: float(v) for k, v in logs.items()}
-                        self._log({"step": step, **floats, "lr": lr, f"{fam.unit}_per_s": rate, "elapsed_s": elapsed})
-                        bar.update(step, floats, rate)
-                    out_of_time = budget_s and elapsed >= budget_s
-                    last = step == cfg.max_steps or out_of_time
-                    if (cfg.eval_every and step % cfg.eval_every == 0) or last:  # 4. validate (and preview)
-                        last_val = self._validated(step, elapsed)
-                        bar.note(f"step {step}: val loss {last_val:.4f}")
-                        if not cfg.sample_every:
-                            self._preview(step)
-                    if cfg.sample_every and step % cfg.sample_every == 0:
+        with bar, StopSignals() as stop:  # Ctrl-C / SIGTERM: finish the step, checkpoint, then stop
+            while self.step < cfg.max_steps:
+                s0 = time.perf_counter()
+                lr = lr_at(self.step, cfg)
+                logs: dict[str, Any] = {}  # values stay tensors until logged: no device sync per step
+                units = 0
+                for phase in phases:  # 1. one optimizer update per phase (a GAN: D, then G)
+                    logs.update(self._update(phase, lr))
+                    units += self._last_units if phase.counts_units else 0
+                fam.after_step(self.step)  # 2. the family's own update (EMA weights)
+                self.step += 1
+                step = self.step
+                if step > self.start_step + 1:  # throughput counts step time only; a first step holds start-up
+                    window_units += units
+                    window_s += time.perf_counter() - s0
+                elapsed = self.elapsed0 + time.perf_counter() - t0
+                if step % cfg.log_every == 0 or step == cfg.max_steps:  # 3. log
+                    if window_s:
+                        rate, window_units, window_s = window_units / window_s, 0, 0.0
+                    floats = {k: float(v) for k, v in logs.items()}
+                    self._log({"step": step, **floats, "lr": lr, f"{fam.unit}_per_s": rate, "elapsed_s": elapsed})
+                    bar.update(step, floats, rate)
+                out_of_time = budget_s and elapsed >= budget_s
+                last = step == cfg.max_steps or out_of_time
+                if (cfg.eval_every and step % cfg.eval_every == 0) or last:  # 4. validate (and preview)
+                    last_val = self._validated(step, elapsed)
+                    bar.note(f"step {step}: val loss {last_val:.4f}")
+                    if not cfg.sample_every:
                         self._preview(step)
-                    if step % cfg.checkpoint_every == 0 or last:  # 5. checkpoint
-                        self._checkpoint(step, elapsed)
+                if cfg.sample_every and step % cfg.sample_every == 0:
+                    self._preview(step)
+                saved = step % cfg.checkpoint_every == 0 or last
+                if saved:  # 5. checkpoint
+                    self._checkpoint(step, elapsed)
+                try:
                     self._emit("step_end", step=step, logs=logs)
-                    if out_of_time:
-                        stopped_by = "max_minutes"
-                        break
-            except KeyboardInterrupt:
-                self._checkpoint(self.step, self.elapsed0 + time.perf_counter() - t0)
-                raise
+                except KeyboardInterrupt:  # a subscriber stopping the run at this step boundary
+                    stop.signum = stop.signum or signal.SIGINT
+                if stop.signum:  # 6. stop asked for during this step: its end is an exact place to resume from
+                    if not saved:
+                        self._checkpoint(step, elapsed)
+                    raise stop.interrupted(step)
+                if out_of_time:
+                    stopped_by = "max_minutes"
+                    break
         self._restore_kept()
         return self._summary(stopped_by, last_val, self.elapsed0 + time.perf_counter() - t0)
 

@@ -14,12 +14,12 @@ class TrainProgress:
         self.unit = unit
         if not enabled:
             return
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, markup=False)
         self.bar = Progress(
             TextColumn("[bold]train"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
+            TextColumn("{task.fields[info]}", markup=False),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
