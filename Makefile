@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python bench/bert_mlm.py --only pycode-char
 	$(BIN)/python bench/t5_docstrings.py
 	$(BIN)/python bench/code_assistant.py
+	$(BIN)/python bench/threads_under_load.py
 
 clean:
 	rm -rf $(VENV) runs bench/results .pytest_cache

@@ -266,7 +266,7 @@ def test_config_validation(tmp_path):
 
 def test_resume_continues_exactly(tmp_path):
     # Setup: 6 steps straight, and the same run interrupted after step 4 (checkpointed there), then resumed
-    over = TINY + ["model.conditional=true", "train.max_steps=6"]
+    over = TINY + ["model.conditional=true", "train.max_steps=6", "train.threads=1"]  # a fixed thread count
     straight = genlab.train("diffusion", "digits", out=tmp_path / "a", overrides=over)
 
     def stop(trainer, step, logs):

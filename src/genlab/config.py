@@ -37,7 +37,7 @@ from genlab.errors import GenlabError
 class TrainConfig:
     """The one training loop's settings, the same for every family."""
 
-    seed: int = 1337  # seeds weights, batches and dropout; the same seed gives the same run
+    seed: int = 1337  # seeds weights, batches and dropout; the same seed gives the same run (bit for bit with a fixed train.threads)
     max_steps: int = 2000  # optimizer steps to train for (the cosine schedule ends here)
     max_minutes: float = 0.0  # wall-clock budget; training stops and checkpoints when it runs out (0 = none)
     batch_size: int = 32  # examples per micro-batch
@@ -52,7 +52,7 @@ class TrainConfig:
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto = bf16 where the hardware has fast bf16, else fp32
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
     compile: bool = False  # torch.compile the network (first step compiles for 30 s or more)
-    threads: int = 0  # CPU threads for PyTorch (0 = PyTorch's default; 1 on a busy shared machine)
+    threads: int = 0  # CPU threads for PyTorch (0 = adapt to the cores other processes leave free, at most one per physical core; N = exactly N, fixed)
     log_every: int = 10  # steps between training-loss lines in metrics.jsonl
     eval_every: int = 250  # steps between validation estimates (0 = only at the end)
     eval_batches: int = 20  # batches per validation estimate

@@ -11,7 +11,9 @@ callbacks subscribe to (``train/hooks.py``). A family with no gradient steps
 
 Random state: the loop runs inside ``torch.random.fork_rng`` seeded from ``train.seed``, so dropout is
 reproducible, its state is checkpointed, and the caller's global RNG is left as it was. Batches come from a
-separate ``torch.Generator`` that is checkpointed too; a resumed run therefore continues bit-identically.
+separate ``torch.Generator`` that is checkpointed too; a resumed run therefore continues bit-identically (with a
+fixed ``train.threads``: by default the thread count follows the cores other processes leave free,
+``train/threads.py``, and a different count rounds differently).
 
 Several processes (``torchrun``): every process trains; only the main one writes (``distributed.is_main``).
 """
@@ -38,6 +40,7 @@ from genlab.train.hooks import as_callback
 from genlab.train.precision import Precision, resolve_device, resolve_precision
 from genlab.train.progress import TrainProgress
 from genlab.train.signals import StopSignals
+from genlab.train.threads import ThreadGovernor
 
 EVAL_SEED_OFFSET = 7919  # validation batches use their own fixed stream, the same at every evaluation
 
@@ -63,7 +66,7 @@ class Trainer:
         self.run_dir = run_dir
         self.resume = resume
         self.progress = progress
-        self.callbacks = [as_callback(c) for c in callbacks]
+        self.callbacks = [ThreadGovernor(), *(as_callback(c) for c in callbacks)]  # train.threads, or the free cores
         self.wrap = wrap  # the loop's own wrapping (DistributedDataParallel), after the family's
         self.device = resolve_device(config.device)
         self.precision = Precision(self.device, resolve_precision(config.precision, self.device))
