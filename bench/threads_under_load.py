@@ -17,12 +17,10 @@ measured cells and warmed up, killed when they are done (``--competitor genlab``
 of the same model instead). Cells are interleaved: each round runs every variant alone, then every variant under
 load (the order rotating per round), so slow drift of a shared machine hits all of them alike; a row's figure is
 the median over rounds. "others" is the cores other processes kept busy during the cell (alone: background load
-of the machine). The competitor's own steps/s during each cell is reported too. OMP_*/GOMP_*/MKL_NUM_THREADS are
-removed from the children's environment unless a variant sets them.
-
-Reproduce: ``python bench/threads_under_load.py`` (6 to 7 minutes on 2 cores). Results: a table on stdout and
-JSON in bench/results/threads_under_load.json. The bar: the default within 20% of the best variant (default/best
->= 0.8) both alone and under load.
+of the machine), with the competitor's own steps/s. OMP_*/GOMP_*/MKL_NUM_THREADS are removed from the children's
+environment unless a variant sets them. Reproduce: ``python bench/threads_under_load.py`` (3 to 7 minutes on 2
+cores); a table on stdout, JSON in bench/results/threads_under_load.json. The bar: the default within 20% of the
+best variant (default/best >= 0.8) both alone and under load.
 """
 
 from __future__ import annotations
@@ -45,8 +43,7 @@ BAR = 0.8  # the default within 20% of the best variant
 STRIPPED = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_DYNAMIC")
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# the variants (one process each) and what they train
+# -- the variants (one process each) and what they train ----------------------------------------------------------
 def parse_variant(spec: str) -> tuple[list[str], dict[str, str], bool]:
     """A variant name -> (overrides, environment, governor callback)."""
     overrides: list[str] = []

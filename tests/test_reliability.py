@@ -175,6 +175,17 @@ def test_edited_vocabulary_and_tokenizer_are_refused(copied_run):
         genlab.load(copied_run)
 
 
+def test_token_ids_outside_the_vocabulary_are_refused(copied_run):
+    import numpy as np
+
+    val = copied_run / "data" / "val.bin"
+    ids = np.fromfile(val, dtype=np.uint16)
+    ids[5] = 60000  # an edited token file
+    ids.tofile(val)
+    with pytest.raises(GenlabError, match="val.bin holds token 60000, outside the vocabulary"):
+        genlab.load(copied_run).evaluate(save=False)
+
+
 def test_wrong_types_in_run_files_are_named(copied_run):
     text = (copied_run / "config.toml").read_text().replace('family = "gpt"', "family = 3")
     (copied_run / "config.toml").write_text(text)

@@ -125,8 +125,15 @@ class TextData:
         """Random blocks: x (B, T) and y = x shifted by one (B, T), as int64."""
         arr, T = self.arrays[split], self.block_size
         starts = torch.randint(len(arr) - T, (batch_size,), generator=generator).tolist()
-        xy = torch.from_numpy(np.stack([arr[i : i + T + 1].astype(np.int64) for i in starts]))  # (B, T+1)
-        return xy[:, :-1], xy[:, 1:]
+        xy = self._checked(torch.from_numpy(np.stack([arr[i : i + T + 1].astype(np.int64) for i in starts])), split)
+        return xy[:, :-1], xy[:, 1:]  # xy: (B, T+1)
+
+    def _checked(self, xy: torch.Tensor, split: str) -> torch.Tensor:
+        """Token ids as read from disk, refused when one is outside the vocabulary (an edited or damaged file)."""
+        if xy.numel() and int(xy.max()) >= self.vocab_size:
+            raise GenlabError(f"{self.folder / split}.bin holds token {int(xy.max())}, outside the vocabulary of "
+                              f"{self.vocab_size}; the file is damaged or was edited")
+        return xy
 
     @staticmethod
     def units(batch: tuple[torch.Tensor, torch.Tensor]) -> int:
@@ -144,7 +151,8 @@ class TextData:
         with task(f"{split} tokens", total=n_blocks * T) as advance:
             for b0 in range(0, n_blocks, batch_size):
                 idx = range(b0, min(n_blocks, b0 + batch_size))
-                xy = torch.from_numpy(np.stack([arr[i * T : i * T + T + 1].astype(np.int64) for i in idx]))
+                xy = self._checked(torch.from_numpy(np.stack([arr[i * T : i * T + T + 1].astype(np.int64)
+                                                              for i in idx])), split)
                 yield xy[:, :-1], xy[:, 1:]
                 advance(len(idx) * T)
 

@@ -300,8 +300,12 @@ class Trainer:
         return state
 
     def _checkpoint(self, step: int, elapsed: float) -> None:
+        """The model files first, then the checkpoint: a kill between the two leaves a checkpoint whose run is whole
+        (a checkpoint written first could stand without the tokenizer its data needs on resume)."""
         if not self.writes:
             return
+        if not (self.config.keep_best and self.kept[1] is not None):
+            self.family.save(self.run_dir)  # the run folder always holds a usable model
         if self.family.iterative:
             ckpt.save_checkpoint(
                 self.run_dir / CHECKPOINT_FILE,
@@ -313,8 +317,6 @@ class Trainer:
                 extra={"elapsed_s": elapsed, "kept_val_loss": self.kept[0] if self.kept[1] is not None else None,
                        "kept_step": self.kept[1]},
             )
-        if not (self.config.keep_best and self.kept[1] is not None):
-            self.family.save(self.run_dir)  # the run folder always holds a usable model
         self._emit("checkpoint", step=step)
 
     def _resume(self) -> tuple[int, float]:
