@@ -31,7 +31,8 @@ def train(
     device: Annotated[Optional[str], typer.Option(help="train.device: auto, cpu or cuda")] = None,
     precision: Annotated[Optional[str], typer.Option(help="train.precision: auto, bf16 or fp32")] = None,
 ) -> None:
-    """Train a model and write a run folder (Ctrl-C saves a checkpoint to continue from with --resume)."""
+    """Train a model and write a run folder (Ctrl-C or SIGTERM: the step finishes, a checkpoint is saved to continue
+    from with --resume)."""
     from genlab.api import default_out
 
     if resume and out_ is None:
