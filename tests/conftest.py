@@ -4,6 +4,7 @@ tiny trained run that the sampling, evaluation, export and CLI tests reuse; the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -39,13 +40,22 @@ class StopAt:
             raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def torch_threads(n):
+    """``n`` torch threads inside the block; the count is put back after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread for the test (on a shared 2-core machine, two threads per process spin and crawl)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, torch_threads
 
 import genlab
 from genlab.train.threads import ThreadGovernor, usable_cpus
@@ -36,10 +36,8 @@ class Meter:
 @pytest.fixture
 def two_threads():
     """PyTorch's default on a 2-core machine, whatever this one has; put back after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(2):
+        yield
 
 
 def test_follows_the_free_cores_with_hysteresis_and_restores(two_threads):
