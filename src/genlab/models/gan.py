@@ -52,6 +52,9 @@ class GANConfig:
     limits: ClassVar[dict[str, str]] = {"z_dim": "[1, 65536]", "width": "[1, 4096]", "embed_dim": "[1, 65536]",
                                         "n_critic": "[1, 100]", "gp_weight": "[0, 1000000]", "ema": "[0, 1)"}
 
+    def validate(self) -> None:
+        pass  # each number has its own range (limits); nothing relates two of them
+
 
 # -- networks ---------------------------------------------------------------------------------------------------
 class Generator(nn.Module):

@@ -41,6 +41,9 @@ class PPCAConfig:
 
     limits: ClassVar[dict[str, str]] = {"components": "[1, 65536]", "min_variance": "(0, 1000000]"}
 
+    def validate(self) -> None:
+        pass  # each number has its own range (limits); nothing relates two of them
+
 
 class PPCANet(nn.Module):
     """The fitted Gaussian's parameters (fitted by ``solve``, never by gradients). Fresh: N(0, I), no structure."""

@@ -49,6 +49,9 @@ class VAEConfig:
     limits: ClassVar[dict[str, str]] = {"latent_dim": "[1, 65536]", "width": "[1, 4096]", "hidden": "[1, 1048576]",
                                         "beta": "[0, 1000000]"}
 
+    def validate(self) -> None:
+        pass  # each number has its own range (limits); nothing relates two of them
+
 
 class VAENet(nn.Module):
     """Encoder q(z|x[, y]) and decoder p(x|z[, y]) for images of one shape."""
