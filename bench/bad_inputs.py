@@ -120,6 +120,7 @@ BASES = {
            "--set", "data.vocab_size=300"],
     "vae": ["train", "vae", "--data", "digits", "--set", "model.latent_dim=4", "--set", "model.width=4",
             "--set", "model.hidden=16"],
+    "copula": ["train", "copula", "--data", "diabetes"],
 }
 
 

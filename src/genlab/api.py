@@ -71,6 +71,10 @@ def train(
         config = cfgmod.build(family, data, family_cls.Config, family_cls.data_config_class(modality),
                               base={"train": dict(family_cls.train_defaults)}, config_file=config_file,
                               overrides=overrides, modality=modality)
+        if config.privacy.private and not family_cls.supports_privacy:
+            raise GenlabError(f"the {family} family has no differentially private training; privacy.epsilon applies "
+                              "to " + ", ".join(n for n in registry.FAMILIES
+                                                if registry.get_family(n).supports_privacy))
         source = registry.get_modality(modality).resolve(data)
     made = out.resolve()  # the outermost folder this call makes (removed again if the run cannot start)
     while not made.parent.exists():
@@ -128,7 +132,7 @@ def _train(family_cls: type, data: str, out: Path, config: cfgmod.RunConfig, sou
         from genlab.responsible.energy_record import EnergyTracker
 
         subscribers.append(EnergyTracker(out, config.release.country))  # a bad country fails before any writing
-    model = family_cls(config.model, parent=parent_run, modality=config.modality)
+    model = family_cls(config.model, parent=parent_run, modality=config.modality, privacy=config.privacy)
     device = resolve_device(config.train.device)
     if resume:
         dataset = family_cls.load_data(config.data, out / DATA_DIR, modality=config.modality)
@@ -201,8 +205,9 @@ def _resume_config(family: str, data: str, family_cls: type, out: Path, config_f
     base = saved.to_dict()
     config = cfgmod.build(family, data, family_cls.Config, family_cls.data_config_class(saved.modality), base=base,
                           config_file=config_file, overrides=overrides, modality=saved.modality)
-    if config.model != saved.model or config.data != saved.data:
-        changed = [f"{s}.{k}" for s in ("model", "data") for k, v in base[s].items() if config.to_dict()[s][k] != v]
+    if config.model != saved.model or config.data != saved.data or config.privacy != saved.privacy:
+        changed = [f"{s}.{k}" for s in ("model", "data", "privacy") for k, v in base[s].items()
+                   if config.to_dict()[s].get(k) != v]
         raise GenlabError(f"cannot resume {out}: the architecture or data settings differ ({', '.join(changed)})")
     return config, not (out / CHECKPOINT_FILE).is_file()
 
@@ -230,6 +235,20 @@ def _lineage(family_cls: type, parent: Run) -> dict[str, Any]:
             "path": str(parent.path.resolve()), "run_id": parent.release.identity.run_id,
             "family": parent.config.family, "dataset": Path(parent.config.dataset).name,
             "weights_sha256": parent.release.weights_sha256}
+
+
+def describe(data: str, *, target: str | None = None) -> dict[str, Any]:
+    """The metadata genlab detects for dataset ``data`` (a name or a path): what ``--set data.metadata=FILE`` takes
+    back once edited. Only kinds of data with metadata (tables) have one."""
+    from genlab.modalities.base import Modality
+
+    named = registry.dataset_modality(data)
+    names = [named] if named else [m for m in registry.MODALITIES if registry.get_modality(m).claims(Path(data))
+                                   and type(registry.get_modality(m)).describe is not Modality.describe]
+    if not names:
+        raise GenlabError(f"{data}: not a dataset genlab knows nor a file it can describe (see `genlab data list`)")
+    modality = registry.get_modality(names[0])
+    return modality.describe(modality.resolve(data), target=target)
 
 
 def load(path: str | Path) -> Run:

@@ -1,6 +1,6 @@
 """Typed, frozen configuration: dataclasses with a comment on every field, TOML files and ``--set`` overrides.
 
-A run's configuration has four parts::
+A run's configuration has these parts::
 
     family = "gpt"             # which model family (models/)
     dataset = "shakespeare"    # which dataset (data/), or a path
@@ -9,6 +9,7 @@ A run's configuration has four parts::
     [data]   the modality's data config (e.g. ``TextDataConfig``)
     [train]  ``TrainConfig``, shared by every family
     [release] ``ReleaseConfig``: watermarks, signing and energy accounting, shared by every family
+    [privacy] ``PrivacyConfig``: a differential-privacy budget, for the families that support one
 
 Unknown keys and wrong types are errors that name the key and the closest valid one; nothing is silently fixed.
 Every number has a range: each config class lists its fields' ``limits`` as intervals (``"[1, 1024]"``,
@@ -93,6 +94,24 @@ class ReleaseConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """Differential privacy of training (families with ``supports_privacy``: ctgan, tvae, mst); see
+    ``responsible/privacy.py``."""
+
+    epsilon: float | None = None  # the privacy budget (none = not private); smaller is more private: 1 strong, 10 weak
+    delta: float = 1e-5  # chance the epsilon bound fails; must be below 1 / training rows
+    max_grad_norm: float = 1.0  # DP-SGD: each row's gradient is clipped to this norm before the noise is added
+    preprocess_share: float = 0.1  # share of epsilon spent on what preprocessing reads from the rows (mixture fits)
+
+    limits: ClassVar[dict[str, str]] = {"epsilon": "(0, 1000]", "delta": "(0, 0.1]", "max_grad_norm": "(0, 1000]",
+                                        "preprocess_share": "(0, 0.9]"}
+
+    @property
+    def private(self) -> bool:
+        return self.epsilon is not None
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything needed to rebuild a run: which family, on which data, with which settings."""
 
@@ -102,6 +121,7 @@ class RunConfig:
     data: Any  # the modality's data config dataclass
     train: TrainConfig = field(default_factory=TrainConfig)
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     modality: str = ""  # the kind of data, e.g. "text" (chosen from the dataset; "" = the family's own)
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,10 +133,11 @@ class RunConfig:
             "data": dataclasses.asdict(self.data),
             "train": dataclasses.asdict(self.train),
             "release": dataclasses.asdict(self.release),
+            "privacy": {k: v for k, v in dataclasses.asdict(self.privacy).items() if v is not None},  # TOML has no null
         }
 
 
-SECTIONS = ("model", "data", "train", "release")
+SECTIONS = ("model", "data", "train", "release", "privacy")
 
 
 def build(
@@ -134,7 +155,8 @@ def build(
     """Layer defaults <- base dict <- TOML file <- ``section.key=value`` overrides, checking every key and type.
 
     ``where`` names the base dict in errors (a run's ``config.toml`` when it comes from one)."""
-    classes = {"model": model_cls, "data": data_cls, "train": TrainConfig, "release": ReleaseConfig}
+    classes = {"model": model_cls, "data": data_cls, "train": TrainConfig, "release": ReleaseConfig,
+               "privacy": PrivacyConfig}
     values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     layers: list[tuple[str, dict[str, Any]]] = []
     if base:

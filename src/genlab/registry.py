@@ -24,6 +24,10 @@ FAMILIES: dict[str, str] = {
     "t5": "genlab.models.t5:T5",
     "bert": "genlab.models.bert:BERT",
     "ppca": "genlab.models.ppca:PPCA",
+    "copula": "genlab.models.copula:Copula",
+    "ctgan": "genlab.models.ctgan:CTGAN",
+    "tvae": "genlab.models.tvae:TVAE",
+    "mst": "genlab.models.mst:MST",
 }
 
 # name -> "module:object" of a ``modalities.base.Modality``
@@ -31,6 +35,7 @@ MODALITIES: dict[str, str] = {
     "text": "genlab.modalities.text:TEXT",
     "pairs": "genlab.modalities.pairs:PAIRS",
     "image": "genlab.modalities.image:IMAGE",
+    "table": "genlab.modalities.table:TABLE",
 }
 
 # name -> (modality, "module:object" of a ``data.dataset.DatasetInfo``)
@@ -42,6 +47,10 @@ DATASETS: dict[str, tuple[str, str]] = {
     "digits": ("image", "genlab.data.images:DIGITS"),
     "faces": ("image", "genlab.data.images:FACES"),
     "fashion-mnist": ("image", "genlab.data.images:FASHION_MNIST"),
+    "breast-cancer": ("table", "genlab.data.tables:BREAST_CANCER"),
+    "diabetes": ("table", "genlab.data.tables:DIABETES"),
+    "medexp": ("table", "genlab.data.tables:MEDEXP"),
+    "nhefs": ("table", "genlab.data.tables:NHEFS"),
 }
 
 # name -> (what it reads: "file", "folder" or "any", "module:function" of a reader of the user's data). A reader takes
@@ -57,6 +66,7 @@ READERS: dict[str, tuple[str, str]] = {
     "run-folder": ("folder", "genlab.readers:read_run_folder"),
     "c2pa": ("folder", "genlab.readers:verify_folder"),
     "trusted-roots": ("folder", "genlab.responsible.keys:trusted_roots"),
+    "table-metadata": ("file", "genlab.data.table_meta:read_metadata"),
 }
 
 

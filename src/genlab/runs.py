@@ -54,7 +54,7 @@ class Run:
         family_cls = registry.get_family(config.family)
         data = family_cls.load_data(config.data, path / DATA_DIR, modality=config.modality)
         model = family_cls(config.model, parent=parent_of(path) if family_cls.uses_parent else None,
-                           modality=config.modality)
+                           modality=config.modality, privacy=config.privacy)
         device = inference_device(config.train.device)
         check_model_fits(model, data, seed=config.train.seed, training=False, device=device)  # sizes from the folder
         model.build(data, seed=config.train.seed)

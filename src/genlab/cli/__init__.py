@@ -65,6 +65,7 @@ for name, verb in (("train", runs.train), ("sample", generate.sample), ("vary", 
                    ("complete", text.complete)):
     app.command(name)(_verb(verb))
 data_app.command("list")(_verb(runs.data_list))
+data_app.command("describe")(_verb(runs.data_describe))
 keys_app.command("init")(_verb(release.keys_init))
 config_app.command("show")(_verb(settings.show))
 config_app.command("list")(_verb(settings.list_configs))

@@ -126,6 +126,13 @@ def saved(outputs: Any, folder: Path, sign: Optional[bool], prefix: str = "sampl
     """Write the outputs into the new ``folder`` and say what is there."""
     names = [name for name, _ in outputs.files(prefix)]
     folder = outputs.save(folder, sign=sign, prefix=prefix)
+    if folder.is_file():  # one file (a table's .csv or .parquet), with its sidecar manifest when signed
+        from genlab.responsible.provenance import sidecar_path
+
+        manifest = sidecar_path(folder)
+        err.print(f"wrote {folder}" + (f" and its signed manifest {manifest}" if manifest.is_file() else ""),
+                  markup=False, highlight=False)
+        return folder
     shown = ", ".join(names) if len(names) <= 3 else f"{names[0]} ... {names[-1]}"
     err.print(f"{len(names)} files in {folder}: {shown}", markup=False, highlight=False)
     return folder

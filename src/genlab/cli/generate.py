@@ -36,13 +36,13 @@ def sample(
     run: RunArg,
     n: Annotated[int, typer.Option("--n", help="number of outputs (per source for sequence-to-sequence runs)")] = 1,
     seed: Seed = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="new folder for the files (text: default is the terminal)")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="new folder for the files (text: default is the terminal; tables: a new .csv or .parquet file too)")] = None,
     watermark: Watermark = None,
     sign: Sign = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the outputs (or the files written) as JSON")] = False,
     **options: Any,
 ) -> None:
-    """Generate from a trained run: text to the terminal or .txt files, images as PNG files and a grid.
+    """Generate from a trained run: text to the terminal or .txt files, images as PNG files and a grid, tables as CSV.
 
     Outputs are watermarked and every file written is signed (C2PA), unless turned off.
 
@@ -71,7 +71,8 @@ def sample(
     folder = saved(outputs, out_dir or fresh(r.path / SAMPLES_DIR / "sample"), sign)
     say_watermark(r, watermark)
     if as_json:
-        print_json({"folder": str(folder), "files": sorted(p.name for p in folder.iterdir())})
+        print_json({"file": str(folder)} if folder.is_file() else
+                   {"folder": str(folder), "files": sorted(p.name for p in folder.iterdir())})
 
 
 def _stream(piece: str) -> None:

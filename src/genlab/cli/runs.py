@@ -150,6 +150,30 @@ def data_list(as_json: Json = False) -> None:
     out.print(t)
 
 
+def data_describe(
+    data: Annotated[str, typer.Argument(help="a dataset name or your .csv / .parquet file")],
+    out_: Annotated[Optional[Path], typer.Option("--out", help="new JSON file for the metadata (default: print it)")] = None,
+    target: Annotated[Optional[str], typer.Option(help="the column to predict in utility evaluation")] = None,
+) -> None:
+    """Detect a table's column types and domains into a metadata file to read, edit and pass back.
+
+    Train with it: genlab train ctgan --data FILE --set data.metadata=meta.json
+    """
+    import json
+
+    from genlab.files import atomic_write_bytes
+
+    meta = genlab.describe(data, target=target)
+    text = json.dumps(meta, indent=1)
+    if out_ is None:
+        print(text)
+        return
+    if out_.exists():
+        raise GenlabError(f"{out_} already exists; choose a new --out")
+    atomic_write_bytes(out_, (text + "\n").encode("utf-8"))
+    err.print(f"wrote {out_}; edit it, then train with --set data.metadata={out_}", highlight=False)
+
+
 def demo(
     out_: Annotated[Path, typer.Option("--out", help="run folder")] = Path("runs/demo"),
     minutes: Annotated[float, typer.Option(help="training budget in minutes")] = 4.0,

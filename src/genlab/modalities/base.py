@@ -132,6 +132,10 @@ class Modality:
         hint = _close(name, names) or f"{self.name} datasets: {', '.join(sorted(names))}"
         raise GenlabError(f"unknown dataset '{name}' and no such file ({hint}; see `genlab data list`)")
 
+    def describe(self, source: Any, *, target: str | None = None) -> dict[str, Any]:
+        """The metadata of a source (column types and domains) that the user can edit and pass back."""
+        raise GenlabError(f"{self.name} data has no metadata to describe")
+
     def example(self, folder: Path) -> str:
         """The smallest real dataset of this kind (a registered name, or a file it writes in ``folder``): what the
         family contract test and the docs train on."""

@@ -43,6 +43,7 @@ class Family:
     train_defaults: ClassVar[dict[str, Any]] = {}  # the family's own [train] defaults, e.g. GAN betas
     generates: ClassVar[bool] = True  # makes new content through `sample` (bert only fills masks and embeds)
     iterative: ClassVar[bool] = True  # trained by gradient steps; False: fitted once by `solve`
+    supports_privacy: ClassVar[bool] = False  # trains under a [privacy] budget (``responsible/privacy.py``)
     uses_parent: ClassVar[bool] = False  # builds on a parent run (fine-tuning, distillation): `train(parent=RUN)`
     parent_relation: ClassVar[str] = "made from"  # how a model card names the relation, e.g. "distilled from"
     hints: ClassVar[tuple[str, ...]] = ()  # commands that work on any run of it, beside sample and eval ({run})
@@ -51,8 +52,11 @@ class Family:
     export_usage: ClassVar[str] = ""  # a few lines of Python that use an exported folder ({path}), for its README
     example: ClassVar[dict[str, Any]] = {}  # its smallest settings, {"set": [overrides]}, on its modality's example data
 
-    def __init__(self, config: Any, *, parent: Any = None, modality: str | None = None) -> None:
+    def __init__(self, config: Any, *, parent: Any = None, modality: str | None = None, privacy: Any = None) -> None:
+        from genlab.config import PrivacyConfig
+
         self.config = config
+        self.privacy = privacy if privacy is not None else PrivacyConfig()  # [privacy]: a DP budget, or none
         self.parent = parent  # the loaded run this one builds on (fine-tuning, distillation), or None
         self.modality = modality or type(self).modality  # the run's kind of data: any whose data feeds the family
 

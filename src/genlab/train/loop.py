@@ -240,7 +240,7 @@ class Trainer:
         finally:
             self.family.networks_ = self.raw
         params = [p for g in opt.param_groups for p in g["params"]]
-        if cfg.grad_clip:
+        if cfg.grad_clip and not getattr(opt, "clips_per_example", False):  # DP-SGD clips each row itself
             norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             sums[f"grad_norm_{phase.optimizer}" if len(self.optimizers) > 1 else "grad_norm"] = norm
         opt.step()
