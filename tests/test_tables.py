@@ -160,7 +160,7 @@ def test_conditions_and_their_errors(copula_run):
         copula_run.sample(5, condition=["sexx=F"])
     with pytest.raises(GenlabError, match="'sex' has no value 'X'"):
         copula_run.sample(5, condition=["sex=X"])
-    with pytest.raises(GenlabError, match="'age' is a integer column"):
+    with pytest.raises(GenlabError, match="'age' is an integer column"):
         copula_run.sample(5, condition=["age=40"])
 
 

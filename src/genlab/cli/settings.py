@@ -10,7 +10,7 @@ import typer
 
 from genlab import registry
 from genlab.cli.common import out, print_json, table
-from genlab.config import ReleaseConfig, TrainConfig
+from genlab.config import PrivacyConfig, ReleaseConfig, TrainConfig
 from genlab.settings import describe, shipped_configs
 
 Json = Annotated[bool, typer.Option("--json", help="print JSON")]
@@ -24,7 +24,8 @@ def show(
     cls = registry.get_family(family)
     modality = registry.get_modality(cls.modality)
     rows = [*describe("model", cls.Config), *describe("data", modality.DataConfig),
-            *describe("train", TrainConfig, cls.train_defaults), *describe("release", ReleaseConfig)]
+            *describe("train", TrainConfig, cls.train_defaults), *describe("release", ReleaseConfig),
+            *(describe("privacy", PrivacyConfig) if cls.supports_privacy else [])]
     if as_json:
         print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2, default=list))
         return

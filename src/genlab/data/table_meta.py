@@ -33,6 +33,7 @@ COLUMN_KEYS = {"type", "categories", "min", "max", "missing", "public", "format"
 FEW_VALUES = 5  # an integer-valued column with at most this many distinct values is categorical (0/1 flags, grades)
 MOSTLY = 0.8  # a column whose values are this share numbers (or dates), but not all, is refused as mixed
 BOOL_WORDS = {"true": True, "false": False}
+RUN_KEYS = ("name", "n_train", "n_val", "metadata_from")  # what a run's data/meta.json adds (ignored when read back)
 
 
 def detect(frame: pd.DataFrame, *, target: str | None, name: str) -> dict[str, Any]:
@@ -132,7 +133,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
         raise GenlabError(f"{path} is not a readable JSON metadata file ({e})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("columns"), dict) or not meta["columns"]:
         raise GenlabError(f"{path}: a metadata file is an object with a non-empty \"columns\" object")
-    unknown = set(meta) - {"target", "columns"}
+    unknown = set(meta) - {"target", "columns", *RUN_KEYS}
     if unknown:
         raise GenlabError(f"{path}: unknown key '{sorted(unknown)[0]}' (keys: target, columns)")
     for name, col in meta["columns"].items():
@@ -165,7 +166,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
     target = meta.get("target")
     if target is not None and (target not in meta["columns"] or meta["columns"][target]["type"] == "id"):
         raise GenlabError(f"{path}: target '{target}' is not one of its (non-id) columns")
-    return meta
+    return {k: v for k, v in meta.items() if k not in RUN_KEYS}
 
 
 def check_against(meta: dict[str, Any], frame: pd.DataFrame, source: str) -> None:

@@ -28,6 +28,7 @@ from genlab.files import atomic_write, atomic_write_bytes
 SPLIT_SEED = 0  # the held-out rows are the same for every run on the same table
 MIN_ROWS = 10  # fewer rows cannot be split into training and held-out rows worth the name
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+META_FILE = "meta.json"  # the run's metadata, with its split sizes: a metadata file the user can pass back too
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def prepare_table(source: TableSource, cfg: TableDataConfig, folder: Path) -> Ta
     atomic_write(folder / "rows.safetensors", lambda tmp: save_file(arrays, str(tmp)))
     meta = {**meta, "name": name, "n_train": len(arrays["train"]), "n_val": n_val,
             "metadata_from": "file" if cfg.metadata else "detected"}
-    atomic_write_bytes(folder / "metadata.json", json.dumps(meta, indent=1).encode())
+    atomic_write_bytes(folder / META_FILE, json.dumps(meta, indent=1).encode())
     return TableData(folder)
 
 
@@ -181,10 +182,10 @@ class TableData:
 
     def __init__(self, folder: Path) -> None:
         damaged = f"{folder} holds damaged table data (was it edited?)"
-        if not (folder / "metadata.json").is_file():
+        if not (folder / META_FILE).is_file():
             raise GenlabError(f"{folder}: table data missing; the run folder is incomplete")
         try:
-            self.meta = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
+            self.meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
             arrays = load_file(str(folder / "rows.safetensors"))
             self.rows = {s: arrays[s] for s in ("train", "val")}  # (N, C) float64
         except Exception as e:  # JSON, safetensors' own error type, a missing key
@@ -193,7 +194,7 @@ class TableData:
         self.columns = kept(self.meta)  # name -> column metadata, in matrix order
         for s, x in self.rows.items():
             if x.ndim != 2 or x.shape[1] != len(self.columns) or not len(x):
-                raise GenlabError(f"{damaged}: the {s} split does not match metadata.json")
+                raise GenlabError(f"{damaged}: the {s} split does not match meta.json")
         self.x = {s: torch.from_numpy(x).float() for s, x in self.rows.items()}  # (N, C) float32, for batches
         self.poisson_rate: float | None = None  # DP-SGD: each training row joins a batch with this probability
 

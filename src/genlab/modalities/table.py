@@ -98,8 +98,9 @@ def parse_conditions(items: list[str] | None, meta: dict[str, Any]) -> dict[str,
             raise BadArgument("condition", f"names the unknown column '{name}' (columns: {_listed(cols)})")
         col = cols[name]
         if col["type"] not in ("categorical", "boolean"):
-            raise BadArgument("condition", f"'{name}' is a {col['type']} column; conditions take categorical and "
-                                           "boolean columns")
+            article = "an" if col["type"][0] in "aeiou" else "a"
+            raise BadArgument("condition", f"'{name}' is {article} {col['type']} column; conditions take categorical "
+                                           "and boolean columns")
         keys = [category_key(c) for c in col["categories"]]
         if category_key(value) not in keys:
             raise BadArgument("condition", f"'{name}' has no value {value!r} (values: {_listed(col['categories'])})")

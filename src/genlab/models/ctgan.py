@@ -42,7 +42,7 @@ class CTGANConfig:
     g_blocks: int = 2  # generator residual blocks
     d_width: int = 256  # units of each discriminator hidden layer
     d_layers: int = 2  # discriminator hidden layers
-    pac: int = 10  # rows packed into one discriminator example (PacGAN); train.batch_size must be a multiple
+    pac: int = 0  # rows packed into one discriminator example (PacGAN; 0 = auto: 10, or 1 when private); batch_size must be a multiple
     dropout: float = 0.5  # discriminator dropout
     n_critic: int = 1  # discriminator updates per generator update
     gp_weight: float = 10.0  # wgan-gp: weight of the gradient penalty
@@ -51,7 +51,7 @@ class CTGANConfig:
 
     limits: ClassVar[dict[str, str]] = {
         "z_dim": "[1, 65536]", "g_width": "[1, 65536]", "g_blocks": "[0, 64]", "d_width": "[1, 65536]",
-        "d_layers": "[1, 64]", "pac": "[1, 1024]", "dropout": "[0, 1)", "n_critic": "[1, 100]",
+        "d_layers": "[1, 64]", "pac": "[0, 1024]", "dropout": "[0, 1)", "n_critic": "[1, 100]",
         "gp_weight": "[0, 1000000]", "tau": "(0, 100]", "modes": "[1, 100]"}
 
     def validate(self) -> None:
@@ -168,6 +168,11 @@ class CTGAN(TabularFamily):
                       "eval_every": 100, "eval_batches": 2, "checkpoint_every": 200, "log_every": 20}
 
     @property
+    def pac(self) -> int:
+        """Rows per discriminator example: ``model.pac``, or for 0 (auto) 10, and 1 when private."""
+        return self.config.pac or (1 if self.privacy.private else 10)
+
+    @property
     def loss_kind(self) -> str:
         """The objective actually used: ``auto`` resolved."""
         if self.config.loss == "auto":
@@ -176,9 +181,9 @@ class CTGAN(TabularFamily):
 
     def _refuse_private(self) -> None:
         c, why = self.config, "with privacy.epsilon (DP-CTGAN): "
-        if c.pac != 1:
-            raise GenlabError(why + f"model.pac must be 1, got {c.pac}: packing puts several people's rows in one "
-                              "example, whose gradient DP-SGD clips as one; set model.pac=1")
+        if c.pac not in (0, 1):
+            raise GenlabError(why + f"model.pac must be 1 (or 0, auto), got {c.pac}: packing puts several people's "
+                              "rows in one example, whose gradient DP-SGD clips as one; set model.pac=1")
         if c.loss == "wgan-gp":
             raise GenlabError(why + "model.loss=wgan-gp cannot be private: Opacus cannot clip the gradient penalty's "
                               "per-row double-backward gradient; use model.loss=auto (bce)")
@@ -186,7 +191,7 @@ class CTGAN(TabularFamily):
     def _networks(self, tf: ModeTransformer) -> dict[str, nn.Module]:
         c = self.config
         g = Generator(c.z_dim + tf.cond_dim, c.g_width, c.g_blocks, tf.dim)
-        d = Discriminator(tf.dim + tf.cond_dim, c.d_width, c.d_layers, c.pac, c.dropout)
+        d = Discriminator(tf.dim + tf.cond_dim, c.d_width, c.d_layers, self.pac, c.dropout)
         return {"generator": g.train(), "discriminator": d.train()}
 
     @property
@@ -205,9 +210,8 @@ class CTGAN(TabularFamily):
 
     def optimizers(self, train: Any, device: torch.device) -> dict[str, torch.optim.Optimizer]:
         """AdamW for both; under DP the discriminator's becomes Opacus' DP optimizer (per-row clipping + noise)."""
-        if not self.privacy.private and train.batch_size % self.config.pac:
-            raise GenlabError(f"train.batch_size ({train.batch_size}) must be a multiple of model.pac "
-                              f"({self.config.pac})")
+        if not self.privacy.private and train.batch_size % self.pac:
+            raise GenlabError(f"train.batch_size ({train.batch_size}) must be a multiple of model.pac ({self.pac})")
         self.batch_size_ = train.batch_size
         plan = self._plan(train, d_steps=self.config.n_critic)
         opts = super().optimizers(train, device)
@@ -234,7 +238,7 @@ class CTGAN(TabularFamily):
 
     def _penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """(||grad D(x_hat)|| - 1)^2 per pac group, x_hat on lines between real and fake (B, D + cond)."""
-        pac = self.config.pac
+        pac = self.pac
         eps = torch.rand(len(real) // pac, 1, 1, device=real.device).expand(-1, pac, 1).reshape(len(real), 1)
         x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)  # (B, D + cond)
         (grad,) = torch.autograd.grad(self.discriminator_(x_hat).sum(), x_hat, create_graph=True)
@@ -264,7 +268,7 @@ class CTGAN(TabularFamily):
             # 3. the loss: per-row BCE over real and fake rows in one forward (DP: Opacus clips each row), or WGAN-GP
             if self.loss_kind == "bce":
                 out = self.discriminator_(torch.cat([real, fake]))  # (R/pac + F/pac,)
-                r = len(real) // (1 if private else self.config.pac)
+                r = len(real) // self.pac
                 loss = (F.softplus(-out[:r]).sum() + F.softplus(out[r:]).sum()) / max(len(out), 1)
                 return loss, {"d_loss": loss.detach()}
             wasserstein = self.discriminator_(real).mean() - self.discriminator_(fake).mean()
