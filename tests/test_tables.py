@@ -234,7 +234,7 @@ def test_eval_reports_fidelity_utility_privacy_beside_the_copula(csv, tmp_path):
     assert report["baseline"]["name"] == "copula" and 0 < report["quality"] <= 1
     assert report["ceiling"]["utility_ratio"] == 1.0 and report["ceiling"]["quality"] > 0.7  # 40 held-out rows: noisy
     page = (run.path / "report.html").read_text(encoding="utf-8")
-    assert "<img" in page and "copula" in page
+    assert "<img" in page and "copula" in page and "without a differential-privacy budget" in page
     details = json.loads((run.path / "report.json").read_text())
     assert set(details["quality"]["columns"]) == set(run.data.columns)
 

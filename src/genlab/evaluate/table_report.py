@@ -195,6 +195,16 @@ def _column_table(report: dict) -> str:
     return f"<table><tr><th>column</th><th>metric</th><th>score</th></tr>{rows}</table>"
 
 
+def _privacy_budget(report: dict[str, Any]) -> str:
+    """The differential-privacy record (``privacy.json``) as a small table, or a line saying there is none."""
+    dp = report.get("differential_privacy")
+    if not isinstance(dp, dict):
+        return ('<p class="note">Trained without a differential-privacy budget: the privacy figures above are '
+                "measurements, not a guarantee.</p>")
+    rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in dp.items())
+    return f"<h2>Differential privacy</h2><table>{rows}</table>"
+
+
 def write_report(path: Path, report: dict[str, Any], real: pd.DataFrame, synth: pd.DataFrame,
                  columns: dict[str, dict], *, baseline: pd.DataFrame | None = None,
                  baseline_name: str = "copula") -> Path:
@@ -221,6 +231,7 @@ Quality follows SDMetrics' QualityReport; utility trains a gradient-boosting mod
 rows with held-out real rows' distance.</p>
 <h2>Headline figures</h2>
 {_headline(report, baseline_name)}
+{_privacy_budget(report)}
 <h2>Columns</h2>
 <p class="note">The target and the worst-scoring columns: {" against ".join(tables)}.</p>
 <div class="plots">{plots}</div>
