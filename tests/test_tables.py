@@ -156,6 +156,8 @@ def test_conditions_and_their_errors(copula_run):
 
     # Assert
     assert len(rows) == 50 and (rows["diagnosis"] == "hypertension").all() and (rows["sex"] == "F").all()
+    smokers = copula_run.sample(20, seed=2, condition={"smoker": True}).frame  # the Python API's dict form
+    assert smokers["smoker"].astype(bool).all()
     with pytest.raises(GenlabError, match="unknown column 'sexx'"):
         copula_run.sample(5, condition=["sexx=F"])
     with pytest.raises(GenlabError, match="'sex' has no value 'X'"):

@@ -83,10 +83,15 @@ class Table(Outputs):
         return path
 
 
-def parse_conditions(items: list[str] | None, meta: dict[str, Any]) -> dict[str, int] | None:
-    """``["sex=F", ...]`` -> {column: category index}, refused for an unknown column or value."""
+def parse_conditions(items: list[str] | dict[str, Any] | None, meta: dict[str, Any]) -> dict[str, int] | None:
+    """``["sex=F", ...]`` (or, from Python, ``{"sex": "F"}``) -> {column: category index}, refused for an unknown
+    column or value."""
     if not items:
         return None
+    if isinstance(items, dict):
+        items = [f"{k}={v}" for k, v in items.items()]
+    if isinstance(items, str):
+        items = [items]
     cols = kept(meta)
     out: dict[str, int] = {}
     for item in items:

@@ -152,7 +152,7 @@ class CTGAN(TabularFamily):
     """Conditional tabular GAN. Example::
 
         run = genlab.train("ctgan", "breast-cancer")
-        table = run.sample(500, seed=0, condition={"diagnosis": 1})  # only benign rows
+        table = run.sample(500, seed=0, condition={"diagnosis": "benign"})  # only benign rows
     """
 
     name = "ctgan"
