@@ -15,7 +15,8 @@ from genlab.data.tables import TableData, TableDataConfig, TableSource, prepare_
 from genlab.errors import GenlabError
 from genlab.modalities.table import Table
 from genlab.models.ctgan import CTGAN, CTGANConfig, draw_conditions
-from genlab.models.tabular import PRIVACY_JSON, ModeTransformer
+from genlab.models.tabular import ModeTransformer
+from genlab.responsible.privacy import PRIVACY_FILE as PRIVACY_JSON
 from genlab.models.tvae import TVAE, TVAEConfig
 from genlab.train.loop import Trainer
 

@@ -14,7 +14,8 @@ from genlab.config import PrivacyConfig, TrainConfig
 from genlab.data.tables import TableDataConfig, TableSource, _diabetes, prepare_table
 from genlab.errors import BadArgument, GenlabError
 from genlab.evaluate.shapes import shape_distance
-from genlab.models.mst import MST, MSTConfig, budget
+from genlab.models.mst import MST, MSTConfig
+from genlab.responsible.privacy import zcdp_budget as budget
 from genlab.responsible.privacy import epsilon_of, rho_for
 
 

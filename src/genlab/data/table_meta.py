@@ -185,8 +185,8 @@ def check_against(meta: dict[str, Any], frame: pd.DataFrame, source: str) -> Non
             raise GenlabError(f"column '{name}' is entirely missing; remove it from the file and the metadata")
         kind, bad = col["type"], None
         if kind in ("categorical", "boolean"):
-            known = {_key(c) for c in col["categories"]}
-            off = values[~values.map(_key).isin(known)]
+            known = {category_key(c) for c in col["categories"]}
+            off = values[~values.map(category_key).isin(known)]
             if len(off):
                 bad = f"holds {str(off.iloc[0])[:40]!r}, which is not among its categories"
         elif kind in ("numeric", "integer"):
@@ -208,7 +208,7 @@ def check_against(meta: dict[str, Any], frame: pd.DataFrame, source: str) -> Non
             raise GenlabError(f"column '{name}' {bad} in the metadata; the metadata contradicts {source}")
 
 
-def _key(value: Any) -> str:
+def category_key(value: Any) -> str:
     """A category's identity across types: 1, 1.0 and '1' are the same category; True and 'true' too."""
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value)).lower()
@@ -219,7 +219,3 @@ def _key(value: Any) -> str:
         return repr(int(number)) if number.is_integer() else repr(number)
     except (TypeError, ValueError):
         return str(value)
-
-
-def category_key(value: Any) -> str:
-    return _key(value)

@@ -17,8 +17,8 @@ from typing import Any
 from genlab.data.table_meta import check_against
 from genlab.data.tables import TableData, kept, read_table
 from genlab.errors import GenlabError
+from genlab.responsible.privacy import PRIVACY_FILE
 
-PRIVACY_FILE = "privacy.json"
 BASELINE = "copula"  # the family every table figure is reported beside
 MIA_LIMIT = 0.6  # membership-inference AUC above which the audit says the rows leak who was trained on
 

@@ -5,8 +5,9 @@ Columns are made discrete from the *metadata* alone (public under privacy, ``che
 ``bins`` equal-width bins over its min..max (an integer range of at most ``bins`` values: a bin per integer), a
 categorical one by category index, plus a value "missing" where the metadata says a column can be missing. The
 model is a forest over the d columns, with edges among the pairs whose 2-way table has at most ``max_cells`` cells.
-A budget (epsilon, delta) becomes rho-zCDP (``budget``), split rho_1 : rho_sel : rho_2 in the ratio of the
-``weight_*`` settings (MST: thirds). Neighbours differ by one added or removed row; the row count is public.
+A budget (epsilon, delta) becomes rho-zCDP (``responsible.privacy.zcdp_budget``), split rho_1 : rho_sel : rho_2 in
+the ratio of the ``weight_*`` settings (MST: thirds). Neighbours differ by one added or removed row; the row count
+is public.
 
 1. The d 1-way histograms get noise N(0, s1^2); one row moves one cell of each by 1 (L2 sensitivity sqrt(d)), so
    s1 = sqrt(d / (2 rho_1)). N^ = the inverse-variance mean of the noisy totals (variance K s1^2 over K cells);
@@ -32,10 +33,8 @@ draw. Without a budget the same code runs noise-free and takes the maximum-weigh
 
 from __future__ import annotations
 
-import json
 import math
 import secrets
-import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +48,10 @@ from torch import nn
 from genlab.data.table_meta import CONTINUOUS
 from genlab.errors import BadArgument, GenlabError
 from genlab.evaluate.shapes import shape_distance
-from genlab.files import atomic_write_bytes
 from genlab.models.base import Family
 from genlab.nets import check_seed
-from genlab.responsible.privacy import check_public, epsilon_of, rho_for
+from genlab.responsible.privacy import check_delta, check_public, write_record, zcdp_budget
 
-PRIVACY_FILE = "privacy.json"
 MECHANISM = "MST: Gaussian 1-way and 2-way marginals, exponential-mechanism tree selection"
 
 
@@ -183,16 +180,14 @@ class MST(Family):
         private, rho1, rho_sel, rho2 = self.privacy.private, 0.0, 0.0, 0.0
         if private:
             check_public(data.meta)
-            if self.privacy.delta >= 1 / n:
-                raise GenlabError(f"privacy.delta ({self.privacy.delta}) must be below 1 / training rows (1/{n} = "
-                                  f"{1 / n:.2g}): a larger delta allows releasing a whole row outright")
+            check_delta(self.privacy, n_rows=n)
         cand = [(a, b) for a in range(d) for b in range(a + 1, d) if sizes[a] * sizes[b] <= cfg.max_cells]
         roots = list(range(d))
         for a, b in cand:
             roots[_find(roots, a)] = _find(roots, b)
         n_edges = d - len({_find(roots, j) for j in range(d)})  # a spanning forest of the candidate graph
         if private:
-            rho, spent = budget(self.privacy.epsilon, self.privacy.delta)
+            rho, spent = zcdp_budget(self.privacy.epsilon, self.privacy.delta)
             w = np.array([cfg.weight_one_way, cfg.weight_select * bool(n_edges), cfg.weight_two_way * bool(n_edges)])
             rho1, rho_sel, rho2 = rho * w / w.sum()  # with no pair to model, all of rho goes to the 1-way step
         rng = np.random.default_rng(secrets.randbits(63))  # DP noise: never from train.seed
@@ -244,7 +239,7 @@ class MST(Family):
         """``privacy.json``: the budget, what was spent, and how (private runs only)."""
         super().extra_files(folder)
         if getattr(self, "privacy_", None):
-            atomic_write_bytes(folder / PRIVACY_FILE, json.dumps(self.privacy_, indent=1).encode())
+            write_record(folder, self.privacy_)
 
     # -- sampling -------------------------------------------------------------------------------------------------
     def _evidence(self, condition: dict[str, int] | None) -> dict[int, int]:
@@ -306,24 +301,6 @@ class MST(Family):
 
 
 # -- the steps ----------------------------------------------------------------------------------------------------
-def budget(epsilon: float, delta: float) -> tuple[float, float]:
-    """The largest rho-zCDP within ``epsilon``, and its epsilon: ``rho_for`` inverts rho + 2 sqrt(rho ln(1/delta));
-    ``epsilon_of``'s RDP conversion is tighter (1.5x the rho at epsilon 1), so bisect on the better of the two."""
-    def spent(rho: float) -> float:
-        with warnings.catch_warnings():  # at a tiny rho Opacus' largest order is too small; the plain bound wins
-            warnings.simplefilter("ignore")
-            rdp = epsilon_of(delta=delta, rho=rho)
-        return min(rdp, rho + 2 * math.sqrt(rho * math.log(1 / delta)))
-
-    lo = hi = rho_for(epsilon, delta) * (1 - 1e-9)
-    while spent(hi) <= epsilon:
-        lo, hi = hi, 2 * hi
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if spent(mid) <= epsilon else (lo, mid)
-    return lo, spent(lo)
-
-
 def _pair(x: np.ndarray, a: int, b: int, sizes: list[int]) -> np.ndarray:
     """The 2-way counts (K_a, K_b) of columns a and b."""
     return np.bincount(x[:, a] * sizes[b] + x[:, b], minlength=sizes[a] * sizes[b]).reshape(sizes[a], -1) * 1.0

@@ -22,7 +22,6 @@ mixture over the whole range nor makes a column missing (the networks learn miss
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,6 @@ from torch import nn
 
 from genlab.data.table_meta import CONTINUOUS
 from genlab.errors import BadArgument, GenlabError
-from genlab.files import atomic_write_bytes
 from genlab.models.base import Family
 from genlab.nets import eval_mode, seeded_generator
 from genlab.responsible import privacy
@@ -46,7 +44,6 @@ DP_RESAMPLE = 4000  # points resampled from a noisy histogram to fit a mixture t
 NOISE_SIGMAS = 3.0  # under DP, noisy bin counts below this many noise stds count as empty (missing bins too)
 MASKED = -1e4  # logit added to an inactive slot
 SAMPLE_BATCH = 1000  # rows generated per forward pass when sampling
-PRIVACY_JSON = "privacy.json"
 
 
 def noise(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,
@@ -345,7 +342,7 @@ class TabularFamily(Family):
             info = privacy.record(plan, self.steps_done_ * self.d_steps_, preprocessing=(
                 f"Bayesian Gaussian mixtures and category frequencies fitted to noisy histograms ({DP_BINS} bins per "
                 "continuous column over its public range)"))
-            atomic_write_bytes(folder / PRIVACY_JSON, json.dumps(info, indent=2).encode())
+            privacy.write_record(folder, info)
 
     # -- sampling and validation ----------------------------------------------------------------------------------
     def _generate(self, n: int, generator: torch.Generator, first: tuple[int, int] | None) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ import torch
 from genlab.errors import GenlabError
 
 ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))  # RDP orders alpha (Opacus' defaults)
+PRIVACY_FILE = "privacy.json"  # in a private run's folder: the budget, what was spent, and how
 
 
 def rho_for(epsilon: float, delta: float) -> float:
@@ -54,6 +56,23 @@ def epsilon_of(*, delta: float, rho: float = 0.0, noise: float = 0.0, sample_rat
         warnings.simplefilter("ignore")  # "optimal order is the largest alpha": the bound is valid, if loose
         eps, _ = get_privacy_spent(orders=ORDERS, rdp=rdp, delta=delta)
     return float(eps)
+
+
+def zcdp_budget(epsilon: float, delta: float) -> tuple[float, float]:
+    """The largest rho-zCDP within (``epsilon``, ``delta``), and the epsilon it spends: ``rho_for`` inverts the plain
+    conversion rho + 2 sqrt(rho ln(1/delta)); ``epsilon_of``'s RDP conversion is tighter (1.5x the rho at epsilon 1),
+    so bisect on the better of the two."""
+    def spent(rho: float) -> float:
+        # at a tiny rho Opacus' largest order is too small and the plain bound wins
+        return min(epsilon_of(delta=delta, rho=rho), rho + 2 * math.sqrt(rho * math.log(1 / delta)))
+
+    lo = hi = rho_for(epsilon, delta) * (1 - 1e-9)
+    while spent(hi) <= epsilon:
+        lo, hi = hi, 2 * hi
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if spent(mid) <= epsilon else (lo, mid)
+    return lo, spent(lo)
 
 
 @dataclass(frozen=True)
@@ -95,11 +114,16 @@ def plan(privacy: Any, *, n_rows: int, batch_size: int, steps: int, preprocess: 
     return Plan(eps, delta, rho_pre, hi, q, steps, privacy.max_grad_norm)
 
 
-def check(privacy: Any, train: Any, *, n_rows: int) -> None:
-    """Refuse settings under which the guarantee would not hold."""
+def check_delta(privacy: Any, *, n_rows: int) -> None:
+    """Refuse a delta that allows releasing a row outright (every private family)."""
     if privacy.delta >= 1 / n_rows:
         raise GenlabError(f"privacy.delta ({privacy.delta}) must be below 1 / training rows (1/{n_rows} = "
                           f"{1 / n_rows:.2g}): a larger delta allows releasing a whole row outright")
+
+
+def check(privacy: Any, train: Any, *, n_rows: int) -> None:
+    """Refuse DP-SGD settings under which the guarantee would not hold."""
+    check_delta(privacy, n_rows=n_rows)
     if train.grad_accum != 1:
         raise GenlabError("train.grad_accum must be 1 with privacy.epsilon: DP-SGD clips and noises each step's "
                           "Poisson-sampled batch as a whole")
@@ -163,6 +187,15 @@ def make_private(net: torch.nn.Module, optimizer: torch.optim.Optimizer, plan: P
                          expected_batch_size=batch_size, loss_reduction="mean", generator=secure_generator())
     dp.clips_per_example = True  # the loop's global clipping (and its gradient-norm log) would read raw gradients
     return wrapped, dp
+
+
+def write_record(folder: Path, info: dict[str, Any]) -> None:
+    """``privacy.json`` in a run folder, written atomically."""
+    import json
+
+    from genlab.files import atomic_write_bytes
+
+    atomic_write_bytes(Path(folder) / PRIVACY_FILE, json.dumps(info, indent=2).encode())
 
 
 def record(plan: Plan, steps: int, *, preprocessing: str) -> dict[str, Any]:
