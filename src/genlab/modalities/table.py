@@ -206,9 +206,11 @@ class TableModality(Modality):
         parse_conditions(options.get("condition"), model.meta_)
 
     def check_evaluate(self, model: Any, options: dict[str, Any]) -> None:
+        """The options are the modality's (it evaluates every table family itself), and a seed."""
+        valid = (*(o.name for o in self.eval_options), "seed")
         for name in options:
-            if name not in {"real", "n", "seed"}:
-                raise BadArgument(name, "is not an option of table evaluation", valid=("real", "n", "seed"))
+            if name not in valid:
+                raise BadArgument(name, "is not an option of table evaluation", valid=valid)
         if options.get("n") is not None and options["n"] < 1:
             raise BadArgument("n", f"must be at least 1, got {options['n']}")
 
