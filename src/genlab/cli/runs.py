@@ -83,8 +83,10 @@ def next_commands(run: Any) -> list[str]:
 
 @with_options("evaluate")
 def eval_(run: RunArg, as_json: Json = False, **options: Any) -> None:
-    """Evaluate a run on its held-out split (tables: fidelity, utility and privacy beside a copula, with RUN/report.html).
-    Which options apply depends on the run's kind of data."""
+    """Evaluate a run on its held-out split. Which options apply depends on the run's kind of data.
+
+    Tables: fidelity, utility and privacy beside a copula; the plots in RUN/report.html.
+    """
     r = genlab.load(run)
     report = r.evaluate(**given(options, r.modality, "evaluate"))
     if as_json:
@@ -153,7 +155,8 @@ def data_list(as_json: Json = False) -> None:
 
 def data_describe(
     data: Annotated[str, typer.Argument(help="a dataset name or your .csv / .parquet file")],
-    out_: Annotated[Optional[Path], typer.Option("--out", help="new JSON file for the metadata (default: print it)")] = None,
+    out_: Annotated[Optional[Path], typer.Option("--out", help="new JSON file for the metadata (default: print it)")
+                    ] = None,
     target: Annotated[Optional[str], typer.Option(help="the column to predict in utility evaluation")] = None,
 ) -> None:
     """Detect a table's column types and domains into a metadata file to read, edit and pass back.

@@ -70,7 +70,7 @@ class Table(Outputs):
         yield f"{prefix}.csv", self.csv_bytes()
 
     def save(self, path: str | Path, *, sign: bool | None = None, prefix: str = "sample") -> Path:
-        """Into a new ``.csv`` or ``.parquet`` file (with its signed sidecar), or as ``{prefix}.csv`` in a new folder."""
+        """Into a new ``.csv`` or ``.parquet`` file (with its signed sidecar), or ``{prefix}.csv`` in a new folder."""
         path = Path(path)
         if path.suffix.lower() not in TABLE_SUFFIXES:
             return super().save(path, sign=sign, prefix=prefix)
