@@ -379,33 +379,3 @@ c("config-show-brackets", "config show '[bold]gpt[/bold]'", expect=ERR_SAYING("[
 c("config-show-empty", "config show ''")
 c("config-list-extra-arg", "config list extra")
 c("config-show-ok", "config show diffusion --json", expect=OK)
-
-
-# -- tables (issue 13) ---------------------------------------------------------------------------------------------
-def tbl(name: str, content: str | bytes, family: str = "copula", extra: str = "") -> None:
-    t(name, family, extra, f.files(**{"bad.csv": content}), data="bad.csv")
-
-
-tbl("table-empty", "")
-tbl("table-header-only", "a,b\n")
-tbl("table-one-row", "a,b\n1,2\n")
-tbl("table-all-missing-column", "a,b\n" + "".join(f"{i},\n" for i in range(20)))
-tbl("table-mixed-types", "a,b\n" + "".join(f"{i},{i}\n" for i in range(19)) + "7,abc\n")
-tbl("table-bad-dates", "a,d\n" + "".join(f"{i},2021-01-{i + 1:02d}\n" for i in range(19)) + "7,2021-13-45\n")
-tbl("table-not-utf8", "a,b\n".encode() + b"".join(b"%d,caf\xe9\n" % i for i in range(20)))
-t("table-target-unknown", "copula", "--set data.target=nope")
-t("table-metadata-contradicts", "copula", "--set data.metadata=meta.json",
-  f.files(**{"meta.json": '{"columns": {"a": {"type": "integer", "min": 0, "max": 5}, "b": {"type": "integer", '
-                          '"min": 0, "max": 2}, "c": {"type": "categorical", "categories": ["x0", "x1"]}}}'}))
-t("table-metadata-not-json", "copula", "--set data.metadata=meta.json", f.files(**{"meta.json": "{nope"}))
-t("table-epsilon-zero", "ctgan", "--set privacy.epsilon=0")
-t("table-epsilon-negative", "ctgan", "--set privacy.epsilon=-1")
-t("table-epsilon-not-public", "ctgan", "--set privacy.epsilon=3")
-t("table-epsilon-no-dp-family", "copula", "--set privacy.epsilon=3")
-COPULA = f.run("copula")
-c("sample-table-condition-unknown-column", "sample run --no-sign --condition nope=1 --out out.csv", COPULA)
-c("sample-table-condition-unknown-value", "sample run --no-sign --condition sex=9 --out out.csv", COPULA)
-c("sample-table-condition-continuous", "sample run --no-sign --condition age=40 --out out.csv", COPULA)
-c("sample-table-condition-no-equals", "sample run --no-sign --condition sex --out out.csv", COPULA)
-c("sample-table-out-txt-ok", "sample run --no-sign --n 5 --out out", COPULA, OK)
-c("eval-table-real-missing", "eval run --real nope.csv", COPULA)

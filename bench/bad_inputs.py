@@ -48,6 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bad_input_cases import CASES, Case  # noqa: E402
+import bad_input_data  # noqa: E402,F401  (adds the tables' and music's cases to CASES)
 from bad_input_files import kinds, pairs_jsonl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,6 +122,7 @@ BASES = {
     "vae": ["train", "vae", "--data", "digits", "--set", "model.latent_dim=4", "--set", "model.width=4",
             "--set", "model.hidden=16"],
     "copula": ["train", "copula", "--data", "diabetes"],
+    "music": ["train", "gpt", "--data", "tunes", *TEXT_NET, "--set", "model.block_size=128"],
 }
 
 
@@ -128,6 +130,9 @@ def build_bases(tmp: Path, kinds: set[str], mem_bytes: int, jobs: int) -> dict[s
     where = tmp / "bases"
     where.mkdir()
     (where / "pairs.jsonl").write_text(pairs_jsonl())
+    for i in range(6):  # the tiny music run's tunes
+        (where / "tunes").mkdir(exist_ok=True)
+        (where / "tunes" / f"t{i}.mid").write_bytes(bad_input_data.midi(32, shift=i))
     env = child_env(where)
 
     def build(kind: str) -> tuple[str, Path]:

@@ -184,10 +184,15 @@ def modality_for(family_cls: type, data: str) -> str:
         return named
     path = Path(data).expanduser()
     if path.exists():
-        for name in [family_cls.modality, *(m for m in registry.MODALITIES if m != family_cls.modality)]:
-            plugin = registry.get_modality(name)
-            if plugin.data_interface == family_cls.data_interface and plugin.claims(path):
-                return name
+        feeding = [registry.get_modality(name) for name in
+                   [family_cls.modality, *(m for m in registry.MODALITIES if m != family_cls.modality)]]
+        feeding = [m for m in feeding if m.data_interface == family_cls.data_interface]
+        for plugin in feeding:
+            if plugin.claims(path):
+                return plugin.name
+        if path.is_dir() and len(feeding) > 1:  # a folder none of them reads: say what each would
+            kinds = "; ".join(f"{m.name}: {m.path_hint}" for m in feeding)
+            raise GenlabError(f"{path}: no files the {family_cls.name} family learns from in this folder ({kinds})")
     return family_cls.modality
 
 

@@ -23,6 +23,12 @@ def _umask() -> int:
 UMASK = _umask()  # temporary files are made private (0600); what is renamed into place gets the usual 0644 / 0755
 
 
+def cache_dir() -> Path:
+    """Where genlab keeps what it can make again (converted corpora, feature networks): ``$GENLAB_CACHE``, else
+    ``~/.cache/genlab``."""
+    return Path(os.environ.get("GENLAB_CACHE", Path.home() / ".cache" / "genlab"))
+
+
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data), mode=mode)
 

@@ -36,6 +36,7 @@ MODALITIES: dict[str, str] = {
     "pairs": "genlab.modalities.pairs:PAIRS",
     "image": "genlab.modalities.image:IMAGE",
     "table": "genlab.modalities.table:TABLE",
+    "music": "genlab.modalities.music:MUSIC",
 }
 
 # name -> (modality, "module:object" of a ``data.dataset.DatasetInfo``)
@@ -51,6 +52,8 @@ DATASETS: dict[str, tuple[str, str]] = {
     "diabetes": ("table", "genlab.data.tables:DIABETES"),
     "medexp": ("table", "genlab.data.tables:MEDEXP"),
     "nhefs": ("table", "genlab.data.tables:NHEFS"),
+    "chorales": ("music", "genlab.data.music:CHORALES"),
+    "folk": ("music", "genlab.data.music:FOLK"),
 }
 
 # name -> (what it reads: "file", "folder" or "any", "module:function" of a reader of the user's data). A reader takes
@@ -67,6 +70,7 @@ READERS: dict[str, tuple[str, str]] = {
     "c2pa": ("folder", "genlab.readers:verify_folder"),
     "trusted-roots": ("folder", "genlab.responsible.keys:trusted_roots"),
     "table-metadata": ("file", "genlab.data.table_meta:read_metadata"),
+    "midi-file": ("file", "genlab.data.music:read_midi_file"),
 }
 
 

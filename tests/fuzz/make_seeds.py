@@ -101,6 +101,39 @@ def settings_lines(family: str, **train: object) -> str:
     return "\n".join(lines) + "\n"
 
 
+ABC = """X:1
+T:A small tune
+M:3/4
+L:1/8
+K:G
+D2 | G2 B2 d2 | c2 A2 F2 | G4 :|
+"""
+
+
+def music_seeds() -> None:
+    """MIDI files (a chorale from music21's corpus, two tracks with drums and a tempo change) and an ABC tune."""
+    import symusic
+    from music21 import corpus
+
+    chorale = corpus.parse("bach/bwv269").measures(1, 3)
+    buf = io.BytesIO()
+    from music21.midi.translate import music21ObjectToMidiFile
+
+    buf.write(music21ObjectToMidiFile(chorale).writestr())
+    score = symusic.Score(96)
+    score.tempos.extend([symusic.Tempo(0, 100), symusic.Tempo(384, 140)])
+    score.time_signatures.append(symusic.TimeSignature(0, 3, 4))
+    melody, drums = symusic.Track("flute", 73, False), symusic.Track("drums", 0, True)
+    melody.notes.extend(symusic.Note(i * 96, 96, 60 + (i * 5) % 12, 80) for i in range(12))
+    drums.notes.extend(symusic.Note(i * 48, 24, 36 + i % 3, 100) for i in range(24))
+    score.tracks.extend([melody, drums])
+    for folder in (SEEDS / "midi-file", SEEDS / "modality-music/two"):  # training needs two pieces (one held out)
+        write(folder / "chorale.mid", buf.getvalue())
+        write(folder / "two-tracks.mid", score.dumps_midi())
+    write(SEEDS / "modality-music/mixed/a.mid", buf.getvalue())
+    write(SEEDS / "modality-music/mixed/b.abc", ABC)
+
+
 def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="genlab-seeds-"))
     os.environ["GENLAB_HOME"] = str(scratch / "home")
@@ -181,6 +214,9 @@ def main() -> None:
     write(SEEDS / "set-values/vae.set", settings_lines("vae", batch_size=8))
     write(SEEDS / "set-values/t5.set", settings_lines("t5", grad_clip=0.5))
     write(SEEDS / "set-values/diffusion.set", settings_lines("diffusion", warmup_steps=0))
+
+    # music: MIDI files and a folder with an ABC tune
+    music_seeds()
 
     # trusted roots: someone else's root certificate, shared to verify their files
     write(SEEDS / "trusted-roots/one-root/trusted/seeds.pem", identity.root_pem)

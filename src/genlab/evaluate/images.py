@@ -22,8 +22,6 @@ training images, scored the same way as generated ones against the held-out spli
 from __future__ import annotations
 
 import hashlib
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +31,7 @@ import torch.nn.functional as F
 from scipy import linalg
 
 from genlab.data.images import to_unit
+from genlab.files import cache_dir
 from genlab.progress import task
 
 FEATURE_VERSION = 1  # bump when the feature network or its training changes: old caches are then ignored
@@ -124,10 +123,6 @@ def _rotations(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.rot90(img, int(r), dims=(1, 2)) for img, r in zip(x, k)])
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("GENLAB_CACHE", Path.home() / ".cache" / "genlab"))
-
-
 def feature_net(data, *, epochs: int = 8, seed: int = 0) -> tuple[FeatureNet, float, str]:
     """The dataset's feature network (trained once, then cached), its held-out accuracy and its task."""
     from safetensors.torch import load_file, save_file
@@ -138,7 +133,7 @@ def feature_net(data, *, epochs: int = 8, seed: int = 0) -> tuple[FeatureNet, fl
     task_name = "classes" if labelled else "rotation"
     xtr, xva = data.x["train"], data.x["val"]
     digest = hashlib.sha256(xtr.numpy().tobytes() + str((FEATURE_VERSION, task_name, tuple(xtr.shape))).encode())
-    path = _cache_dir() / f"features-{digest.hexdigest()[:20]}.safetensors"
+    path = cache_dir() / f"features-{digest.hexdigest()[:20]}.safetensors"
     net = FeatureNet(xtr.shape[1], data.num_classes if labelled else 4)
     if path.is_file():
         try:

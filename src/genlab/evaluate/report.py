@@ -20,6 +20,7 @@ def report_rows(report: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]
     if isinstance(report.get("model"), dict):
         mine.update(report["model"])
     refs = {k: v for k, v in report.items() if isinstance(v, dict) and k != "model"}
-    titles = ["metric", "model", *(TITLES.get(k, f"{k} ({v['name']})" if "name" in v else k) for k, v in refs.items())]
+    titles = ["metric", "model",
+              *(f"{k} ({v['name']})" if "name" in v else TITLES.get(k, k) for k, v in refs.items())]
     keys = [*mine, *dict.fromkeys(k for ref in refs.values() for k in ref if k not in mine and k != "name")]
     return titles, [(key, mine.get(key), *(ref.get(key) for ref in refs.values())) for key in keys]

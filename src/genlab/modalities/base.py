@@ -142,9 +142,10 @@ class Modality:
         raise NotImplementedError
 
     # -- generating ---------------------------------------------------------------------------------------------
-    def sample(self, model: Any, n: int, **options: Any) -> Outputs:
+    def sample(self, model: Any, n: int, *, data: Any = None, **options: Any) -> Outputs:
         """The family's outputs for these options: its own ``sample`` (a modality whose data is tokens of another
-        kind, music say, turns its options into the family's and the family's outputs into its own here)."""
+        kind, music, turns its options into the family's and the family's outputs into its own here, with the run's
+        ``data``: its tokenizer)."""
         return model.sample(n, **options)
 
     def check_sample(self, model: Any, options: dict[str, Any]) -> None:

@@ -198,7 +198,7 @@ class TableModality(Modality):
     def example(self, folder: Path) -> str:
         return "diabetes"  # 442 patients x 11 columns (scikit-learn)
 
-    def sample(self, model: Any, n: int, **options: Any) -> Table:
+    def sample(self, model: Any, n: int, *, data: Any = None, **options: Any) -> Table:
         condition = parse_conditions(options.pop("condition", None), model.meta_)
         return model.sample(n, condition=condition, **options)
 

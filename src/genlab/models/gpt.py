@@ -153,11 +153,13 @@ class GPT(Family):
         top_p: float | None = None,
         on_text: Any = None,
         logits_processor: Any = None,
+        stop: Any = None,
     ) -> Texts:
         """Generate ``n`` continuations of ``prompt``; the same seed gives the same text.
 
         ``on_text(piece)`` receives the first continuation as it is generated (for streaming);
-        ``logits_processor(ids, logits)`` may reshape each step's logits (the run's watermark does).
+        ``logits_processor(ids, logits)`` may reshape each step's logits (the run's watermark does);
+        ``stop(chosen)`` ends a row before the token it marks (music stops after its bars).
         """
         check_sampling(n, max_new_tokens, temperature, top_k, top_p)
         stream = _Streamer(self.tokenizer_, on_text) if on_text else None
@@ -174,6 +176,7 @@ class GPT(Family):
                 stop_id=eot_id(self.tokenizer_),
                 on_token=stream.push if stream else None,
                 logits_processor=logits_processor,
+                stop=stop,
             )
         return Texts([self.tokenizer_.decode(row) for row in ids], prompt=prompt)
 

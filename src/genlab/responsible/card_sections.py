@@ -139,9 +139,11 @@ def evaluation_section(info: dict[str, Any]) -> str:
     if report.get("partial"):
         where = (f"`eval.partial.json`: a partial evaluation, on {report['partial']}; run `genlab eval RUN` for the "
                  "whole split")
+    floor = report.get("floor")
+    floor = f"the floor is {floor['name']}" if isinstance(floor, dict) and "name" in floor else \
+        "the floor is the same network with random weights"
     lines += [f"On the held-out split of `{info['dataset']}` ({where})"
-              + (": the floor is the same network with random weights, the ceiling real data scored as samples."
-                 if "floor" in report else "."), ""]
+              + (f": {floor}, the ceiling real data scored as samples." if "floor" in report else "."), ""]
     return "\n".join(lines + table(tuple(titles), [(r[0], *map(_fmt, r[1:])) for r in rows]))
 
 

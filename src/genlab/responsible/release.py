@@ -118,7 +118,7 @@ class Release:
         self._generating()
         on, model = self.watermarks(watermark), self.run.model
         kwargs = self.marks.during(model, dict(options)) if on else dict(options)
-        outputs = self.run.modality.sample(model, n, seed=seed, **kwargs)
+        outputs = self.run.modality.sample(model, n, seed=seed, data=self.run.data, **kwargs)
         if on:
             outputs = self.marks.after(outputs)
         return self.attach(outputs, watermark=on, seed=seed, **manifest_params(self.run.modality, options))

@@ -142,11 +142,14 @@ def generate_ids(
     stop_id: int | None = None,
     on_token: Callable[[int], None] | None = None,
     logits_processor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    stop: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[list[int]]:
     """Generate ``n`` continuations of ``prompt``; returns the new token ids of each (stopping at ``stop_id``).
 
     ``logits_processor(ids, logits)`` sees every token so far (n, P + t) and the next-token logits (n, V) before
-    the choice, as transformers' processors do (the text watermark is one).
+    the choice, as transformers' processors do (the text watermark is one). ``stop(chosen)`` sees each step's
+    chosen tokens (n,) and returns (n,) booleans: a row whose token it marks ends there, without that token (as
+    at ``stop_id``, which it needs).
     """
     device = next(model.parameters()).device
     cfg = model.config
@@ -178,6 +181,8 @@ def generate_ids(
                     logits, temp = logits.float() / temperature, 1.0
                 logits = logits_processor(seq[:, : P + t], logits)
             nxt = pick(logits, temperature=temp, top_k=top_k, top_p=top_p, generator=generator)  # 2. choose (n,)
+            if stop is not None:
+                nxt = nxt.masked_fill(stop(nxt), stop_id)
             if stop_id is not None:
                 nxt = nxt.masked_fill(done, stop_id)
                 done |= nxt == stop_id
