@@ -20,6 +20,7 @@ from genlab.data.music import (MusicDataConfig, decode, encode, new_midi_tokeniz
                                read_midi_file, source_from_path)
 from genlab.errors import BadArgument, GenlabError
 from genlab.modalities.music import MUSIC
+from genlab.responsible.verify import verify
 from genlab.sample.music_compose import compose
 from genlab.train.loop import Trainer
 
@@ -140,6 +141,11 @@ def test_pieces_are_valid_midi_with_a_wav_and_a_piano_roll(music_run, tmp_path, 
         assert end <= seconds <= end + 0.6, (seconds, end)
         assert np.sqrt(np.mean((samples / 32768.0) ** 2)) > 0.01
         assert Image.open(folder / f"sample-{i:04d}.png").size == (1000, 400)
+    # every file is signed for this run, and `genlab verify` trusts it
+    for f in sorted(p for p in folder.iterdir() if p.suffix != ".c2pa"):
+        verdict = verify(f, runs=music_run.path.parent)
+        assert verdict.provenance.status == "trusted", (f, verdict.provenance.failures)
+        assert verdict.provenance.generation["run_id"] == music_run.release.identity.run_id
 
 
 def test_sampling_stops_after_the_bars_asked_for(music_run):
@@ -177,6 +183,17 @@ def test_evaluation_places_the_model_between_floor_and_ceiling(music_run):
     assert 0 <= report["pitch_class_overlap"] <= 1 and report["valid_midi_share"] > 0
     assert report["ceiling"]["pitch_class_overlap"] > report["floor"]["pitch_class_overlap"]
     assert report["floor"]["token_error_share"] > report["token_error_share"]
+
+
+def test_the_audit_compares_copies_with_held_out_music(music_run):
+    # Run
+    report = music_run.audit(n=2, seed=0, save=False)
+
+    # Assert: n-grams of 1, 2 and 4 bars, generated beside held-out, and a verdict
+    memo = report["memorisation"]
+    assert len(memo["by_size"]) == 3 and memo["generated"]["sequences"] == 2
+    assert all(0 <= row["generated_share"] <= 1 for row in memo["by_size"].values())
+    assert report["verdict"].startswith("Verdict:") and "bias" not in report
 
 
 # -- bad input ------------------------------------------------------------------------------------------------------

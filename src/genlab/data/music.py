@@ -52,9 +52,6 @@ class MusicDataConfig:
 
     limits: ClassVar[dict[str, str]] = {"bpe_vocab": "[0, 65536]", "transpose": "[0, 6]", "val_fraction": "(0, 0.5)"}
 
-    def unused(self) -> dict[str, str]:
-        return {}
-
 
 # -- sources ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -324,7 +321,7 @@ def write_splits(ids: dict[str, list[list[int]]], vocab: int, folder: Path, musi
     for split, pieces in ids.items():
         flat = np.fromiter((t for i, p in enumerate(pieces) for t in ([vocab - 1] if i else []) + p), dtype=dtype)
         atomic_write(folder / f"{split}.bin", flat.tofile)
-        meta["splits"][split] = {"tokens": len(flat), "chars": len(flat)}  # a token is its own unit here
+        meta["splits"][split] = {"tokens": len(flat), "pieces": len(pieces)}
     atomic_write_bytes(folder / "meta.json", json.dumps(meta, indent=1).encode())
 
 

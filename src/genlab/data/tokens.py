@@ -58,7 +58,8 @@ def _checked_meta(path: Path, tokenizer: Tokenizer) -> dict:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
         dtype, vocab = meta["dtype"], meta["vocab_size"]
-        splits = {s: (int(meta["splits"][s]["tokens"]), int(meta["splits"][s]["chars"])) for s in ("train", "val")}
+        counts = {s: meta["splits"][s] for s in ("train", "val")}  # "chars": text only (music counts pieces)
+        splits = {s: (int(c["tokens"]), int(c["chars"] if "chars" in c else c["tokens"])) for s, c in counts.items()}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise GenlabError(f"{damaged} ({type(e).__name__}: {e})") from None
     if dtype not in ("uint16", "uint32") or not isinstance(vocab, int) or isinstance(vocab, bool):
@@ -111,7 +112,7 @@ class TextData:
 
     def chars_per_token(self, split: str) -> float:
         s = self.meta["splits"][split]
-        return s["chars"] / max(1, s["tokens"])
+        return s.get("chars", s["tokens"]) / max(1, s["tokens"])  # data without characters: 1
 
     def check_block(self, block_size: int) -> None:
         for split in ("train", "val"):

@@ -199,6 +199,18 @@ class Modality:
         return {**{k: o.default for k, o in schema.items() if o.default is not None}, **given}
 
 
+def own_options(modality: Modality, kind: str, options: dict[str, Any], *extra: str) -> None:
+    """Refuse options that are not ``modality``'s own for ``kind`` ("sample" or "evaluate"; a modality that samples
+    or evaluates every family itself), besides ``extra`` names, and an ``n`` below 1."""
+    valid = (*(o.name for o in modality.options(kind)), *extra)
+    what = {"sample": "sampling", "evaluate": "evaluation"}[kind]
+    for name in options:
+        if name not in valid:
+            raise BadArgument(name, f"is not an option of {modality.name} {what}", valid=valid)
+    if options.get("n") is not None and options["n"] < 1:
+        raise BadArgument("n", f"must be at least 1, got {options['n']}")
+
+
 def accepts(fn: Callable[..., Any], options: dict[str, Any], what: str) -> None:
     """Refuse options that ``fn`` (a family's ``sample`` or ``evaluate``) does not take, naming the ones it does."""
     import inspect

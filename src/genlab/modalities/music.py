@@ -17,7 +17,7 @@ from typing import Any
 
 from genlab.data.music import MUSIC_SUFFIXES, MusicData, MusicDataConfig, prepare_music, source_from_path
 from genlab.errors import BadArgument
-from genlab.modalities.base import Modality, Option, Outputs
+from genlab.modalities.base import Modality, Option, Outputs, own_options
 from genlab.sample.music_compose import MAX_BARS, check_bars, compose, prompt_end, prompt_tokens, read_prompt, \
     to_score
 
@@ -122,10 +122,7 @@ class MusicModality(Modality):
 
     # -- generating ---------------------------------------------------------------------------------------------
     def check_sample(self, model: Any, options: dict[str, Any]) -> None:
-        valid = tuple(o.name for o in self.sample_options)
-        for name in options:
-            if name not in valid:
-                raise BadArgument(name, "is not an option of music sampling", valid=valid)
+        own_options(self, "sample", options)
         check_bars(options.get("bars", 16), options.get("prompt_bars"))
 
     def sample(self, model: Any, n: int, *, data: MusicData = None, seed: int | None = None, bars: int = 16,
@@ -149,12 +146,7 @@ class MusicModality(Modality):
 
     # -- measuring ----------------------------------------------------------------------------------------------
     def check_evaluate(self, model: Any, options: dict[str, Any]) -> None:
-        valid = (*(o.name for o in self.eval_options), "seed")
-        for name in options:
-            if name not in valid:
-                raise BadArgument(name, "is not an option of music evaluation", valid=valid)
-        if options.get("n") is not None and options["n"] < 1:
-            raise BadArgument("n", f"must be at least 1, got {options['n']}")
+        own_options(self, "evaluate", options, "seed")
         check_bars(options.get("bars", 8), options.get("prompt_bars") or None)
 
     def evaluate(self, model: Any, data: Any, **options: Any) -> dict[str, Any]:

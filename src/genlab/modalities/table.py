@@ -22,7 +22,7 @@ from genlab.data.table_meta import category_key
 from genlab.data.tables import TABLE_SUFFIXES, TableData, TableDataConfig, TableSource, decode, kept, \
     prepare_table, read_table
 from genlab.errors import BadArgument, GenlabError
-from genlab.modalities.base import Modality, Option, Outputs
+from genlab.modalities.base import Modality, Option, Outputs, own_options
 
 MAX_TRIES = 50  # batches of draws a conditional sample may take before its condition is called too rare
 REPORT_FILE = "report.html"
@@ -207,12 +207,7 @@ class TableModality(Modality):
 
     def check_evaluate(self, model: Any, options: dict[str, Any]) -> None:
         """The options are the modality's (it evaluates every table family itself), and a seed."""
-        valid = (*(o.name for o in self.eval_options), "seed")
-        for name in options:
-            if name not in valid:
-                raise BadArgument(name, "is not an option of table evaluation", valid=valid)
-        if options.get("n") is not None and options["n"] < 1:
-            raise BadArgument("n", f"must be at least 1, got {options['n']}")
+        own_options(self, "evaluate", options, "seed")
 
     def evaluate(self, model: Any, data: TableData, **options: Any) -> dict[str, Any]:
         from genlab.modalities.table_eval import evaluate_table
