@@ -196,6 +196,18 @@ def test_the_audit_compares_copies_with_held_out_music(music_run):
     assert report["verdict"].startswith("Verdict:") and "bias" not in report
 
 
+def test_bert_learns_music_tokens_and_fills_them(chorales, tmp_path):
+    # Setup, Run: a masked language model on the same tokens (a family other than gpt that takes tokens)
+    run = genlab.train("bert", str(chorales), out=tmp_path / "bert", overrides=[*TINY, "train.max_steps=30"])
+    filled = run.model.fill("Bar_None TimeSig_4/4 Position_0 Pitch_60 [MASK] Duration_1.0.8", top_k=3)
+
+    # Assert: its own figures, music token names as fillers, and a one-line refusal where it writes no music
+    assert run.config.modality == "music" and "mlm_loss" in run.evaluate(save=False)
+    assert len(filled) == 1 and all(name in run.data.names for name, _ in filled[0])
+    with pytest.raises(GenlabError, match="writes no music"):
+        run.audit(n=2, save=False)
+
+
 # -- bad input ------------------------------------------------------------------------------------------------------
 def test_bad_music_files_get_one_specific_line(chorales, tmp_path):
     # Setup

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from genlab.data.dataset import DatasetInfo
-from genlab.data.tokenizers import EOT
+from genlab.data.tokenizers import EOT, eot_id
 from genlab.data.tokens import TextData
 from genlab.errors import GenlabError
 from genlab.files import atomic_write, atomic_write_bytes
@@ -348,6 +348,11 @@ class MusicData(TextData):
         return names
 
     @cached_property
+    def eot(self) -> int:
+        """The id between pieces (``<|endoftext|>``; a family may add tokens after it, as bert adds [MASK])."""
+        return eot_id(self.tokenizer)
+
+    @cached_property
     def bars_in(self) -> np.ndarray:
         """(V,) how many bar lines each token holds (a BPE token may hold one)."""
         return np.array([n.count(BAR) for n in self.names])
@@ -355,9 +360,10 @@ class MusicData(TextData):
     def pieces(self, split: str) -> list[list[int]]:
         """The split's pieces as token ids (training: the originals, not their transpositions)."""
         arr = np.asarray(self.arrays[split], dtype=np.int64)
-        cuts = np.flatnonzero(arr == self.vocab_size - 1)
+        eot = self.eot
+        cuts = np.flatnonzero(arr == eot)
         pieces = [p.tolist() for p in np.split(arr, cuts) if len(p)]
-        pieces = [p[1:] if p[0] == self.vocab_size - 1 else p for p in pieces]
+        pieces = [p[1:] if p[0] == eot else p for p in pieces]
         return pieces[: int(self.music["pieces"]["train"])] if split == "train" else pieces
 
     def decode(self, ids: list[int]) -> Any:

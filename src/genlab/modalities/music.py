@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from genlab.data.music import MUSIC_SUFFIXES, MusicData, MusicDataConfig, prepare_music, source_from_path
-from genlab.errors import BadArgument
+from genlab.errors import BadArgument, GenlabError
 from genlab.modalities.base import Modality, Option, Outputs, own_options
 from genlab.sample.music_compose import MAX_BARS, check_bars, compose, prompt_end, prompt_tokens, read_prompt, \
     to_score
@@ -152,10 +152,15 @@ class MusicModality(Modality):
     def evaluate(self, model: Any, data: Any, **options: Any) -> dict[str, Any]:
         from genlab.modalities.music_eval import evaluate_music
 
+        if not model.generates:  # bert on music: its masked-token figures; there are no pieces to measure
+            return model.evaluate(data, max_tokens=options.get("max_tokens") or 0)
         return evaluate_music(model, data, **options)
 
     def audit(self, run: Any, *, n: int, seed: int, out: Path | None) -> dict:
         from genlab.modalities.music_audit import audit_music
+
+        if not run.model.generates:
+            raise GenlabError(f"the {run.config.family} family writes no music, so there is nothing to audit")
 
         return audit_music(run, n=n, seed=seed, out=out)
 

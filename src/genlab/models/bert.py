@@ -127,10 +127,10 @@ class BERT(Family):
     def prepare_data(cls, source: Any, data_config: TextDataConfig, folder: Path, *, modality: str | None = None
                      ) -> TextData:
         data = super().prepare_data(source, data_config, folder, modality=modality)
-        add_special_tokens(data.tokenizer, bpe=data_config.tokenizer == "bpe")
+        add_special_tokens(data.tokenizer, bpe=getattr(data_config, "tokenizer", None) == "bpe")
         meta = {**data.meta, "vocab_size": data.tokenizer.get_vocab_size(), "special_tokens": [MASK, PAD]}
         atomic_write_bytes(folder / "meta.json", json.dumps(meta, indent=1).encode())
-        return TextData(data.tokenizer, folder)
+        return type(data)(data.tokenizer, folder)  # the modality's own data (text, music), now with [MASK]
 
     # -- networks -------------------------------------------------------------------------------------------------
     def build(self, data: TextData, *, seed: int) -> None:

@@ -65,7 +65,7 @@ def compose(model: Any, data: MusicData, prompt: list[int], *, n: int, bars: int
     seen = torch.zeros(n, dtype=torch.long)
     limit = bars - int(bool(prompt) and data.bars_in[prompt[-1]] > 0)
     special = [data.names.index(s) for s in SPECIAL if s in data.names]
-    banned = torch.tensor([*special, data.vocab_size - 1])
+    banned = torch.tensor([*special, data.eot])
 
     def stop(chosen: torch.Tensor) -> torch.Tensor:
         seen.add_(bars_in[chosen])
