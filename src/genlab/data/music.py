@@ -71,11 +71,10 @@ class MusicSource:
 
         named = [(self._name(p), p) for p in self.midi]
         converted = convert(list(self.jobs), what=self.what, mend=self.mend) if self.jobs else []
-        if not self.mend:  # the user's score files: named by path, not by cache key
-            refs = {key: ref for key, _, ref in self.jobs}
-            converted = [(self._name(Path(refs[k.split("#")[0]])) + (f"#{k.split('#')[1]}" if "#" in k else ""), p)
-                         for k, p in converted]
-        return sorted(named + converted)
+        for (key, _, ref), files in zip(self.jobs, converted):
+            base = key if self.mend else self._name(Path(ref))  # the corpus by key, the user's files by path
+            named += [(base if len(files) == 1 else f"{base}#{f.stem}", f) for f in files]
+        return sorted(named)
 
     def _name(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix() if self.root else path.name

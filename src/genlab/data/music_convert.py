@@ -43,10 +43,10 @@ def file_key(path: Path) -> str:
     return "files/" + hashlib.sha256(path.read_bytes()).hexdigest()[:32]
 
 
-def convert(jobs: list[tuple[str, str, str]], *, what: str, mend: bool) -> list[tuple[str, Path]]:
-    """MIDI files of every job ``(key, kind, ref)``: kind "corpus" parses music21's corpus path ``ref``, "file" the
-    user's file ``ref``. Returns (piece id, MIDI path) in job order; a score file holding several tunes (an ABC book)
-    gives one piece each. ``mend``: apply the corpus fixes and skip what still fails; else a failure is an error."""
+def convert(jobs: list[tuple[str, str, str]], *, what: str, mend: bool) -> list[list[Path]]:
+    """The MIDI files of each job ``(key, kind, ref)``, in job order: kind "corpus" parses music21's corpus path
+    ``ref``, "file" the user's file ``ref``; a score file holding several tunes (an ABC book) gives one file each.
+    ``mend``: apply the corpus fixes and skip what still fails; else a failure is an error."""
     root = cache_root()
     pending = [job for job in jobs if not (root / job[0] / DONE).is_file()]
     if pending:
@@ -64,12 +64,8 @@ def convert(jobs: list[tuple[str, str, str]], *, what: str, mend: bool) -> list[
                         key, ref = futures[future]
                         _finish(key, ref, future.result(), mend)
                         step()
-    pieces = []
-    for key, _, _ in jobs:
-        done = json.loads((root / key / DONE).read_text(encoding="utf-8"))
-        names = done["files"]
-        pieces += [(key if len(names) == 1 else f"{key}#{Path(n).stem}", root / key / n) for n in names]
-    return pieces
+    return [[root / key / name for name in json.loads((root / key / DONE).read_text(encoding="utf-8"))["files"]]
+            for key, _, _ in jobs]
 
 
 def _context():

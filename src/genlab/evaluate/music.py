@@ -133,7 +133,7 @@ def in_key(notes: Notes, key: tuple[int, str]) -> float:
 # -- sets of pieces ---------------------------------------------------------------------------------------------
 def pooled(pieces: list[Notes], histogram: str) -> np.ndarray:
     fn = HISTOGRAMS[histogram]
-    return sum((fn(p) for p in pieces), np.zeros_like(fn(Notes(np.zeros((0, 4))))))
+    return sum((fn(p) for p in pieces), fn(Notes(np.zeros((0, 4)))))  # an empty piece's histogram is all zeros
 
 
 def figures(pieces: list[Notes], reference: list[Notes]) -> dict[str, float]:

@@ -11,6 +11,7 @@ watermark: a mark in the notes would change the music (the files are signed inst
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,8 +113,8 @@ class MusicModality(Modality):
         """Twenty Bach chorales (music21's corpus) as MIDI files in ``folder``, as a user's folder."""
         from genlab.registry import get_dataset
 
-        source = get_dataset("chorales").load()
-        source = type(source)(source.name, jobs=source.jobs[:20], mend=True, what="chorales")
+        full = get_dataset("chorales").load()
+        source = dataclasses.replace(full, jobs=full.jobs[:20])
         out = Path(folder) / "chorales"
         out.mkdir(parents=True, exist_ok=True)
         for name, path in source.pieces():
@@ -161,7 +162,6 @@ class MusicModality(Modality):
 
         if not run.model.generates:
             raise GenlabError(f"the {run.config.family} family writes no music, so there is nothing to audit")
-
         return audit_music(run, n=n, seed=seed, out=out)
 
     def partial(self, options: dict[str, Any], data: Any) -> str | None:

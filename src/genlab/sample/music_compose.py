@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genlab.data.music import BAR, MUSIC_SUFFIXES, MusicData, read_midi_file, source_from_path
+from genlab.data.music import BAR, MIDI_SUFFIXES, MUSIC_SUFFIXES, MusicData, read_midi_file, source_from_path
 from genlab.errors import BadArgument, GenlabError
 
 SPECIAL = ("PAD_None", "BOS_None", "EOS_None", "MASK_None")  # miditok's, never part of a piece
@@ -33,7 +33,7 @@ def read_prompt(path: Path) -> Any:
         raise GenlabError(f"{path}: no such file (the prompt to continue)")
     if path.suffix.lower() not in MUSIC_SUFFIXES:
         raise GenlabError(f"{path}: not a music file genlab reads; give a MIDI, MusicXML or ABC file to continue")
-    if path.suffix.lower() not in (".mid", ".midi"):
+    if path.suffix.lower() not in MIDI_SUFFIXES:
         pieces = source_from_path(path).pieces()
         path = pieces[0][1]
     return read_midi_file(path)
