@@ -42,7 +42,8 @@ def sample(
     as_json: Annotated[bool, typer.Option("--json", help="print the outputs (or the files written) as JSON")] = False,
     **options: Any,
 ) -> None:
-    """Generate from a trained run: text to the terminal or .txt files, images as PNG files and a grid, tables as CSV.
+    """Generate from a trained run: text to the terminal or .txt files, images as PNG files and a grid, tables as CSV,
+    music as MIDI with a WAV and a piano roll (--bars; --prompt-midi to continue your piece).
 
     Outputs are watermarked and every file written is signed (C2PA), unless turned off.
 

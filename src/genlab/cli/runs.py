@@ -85,7 +85,8 @@ def next_commands(run: Any) -> list[str]:
 def eval_(run: RunArg, as_json: Json = False, **options: Any) -> None:
     """Evaluate a run on its held-out split. Which options apply depends on the run's kind of data.
 
-    Tables: fidelity, utility and privacy beside a copula; the plots in RUN/report.html.
+    Tables: fidelity, utility and privacy beside a copula; the plots in RUN/report.html. Music: pitch, rhythm and
+    key measures of new pieces and continuations, beside random tokens and real music.
     """
     r = genlab.load(run)
     report = r.evaluate(**given(options, r.modality, "evaluate"))
