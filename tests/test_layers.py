@@ -25,7 +25,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("genlab.runs",),
     ("genlab.api", "genlab.responsible.verify"),
     ("genlab", "genlab.demo"),
-    ("genlab.cli",),
+    ("genlab.serve",),
+    ("genlab.cli", "genlab.__main__"),
 ]
 
 

@@ -1,7 +1,8 @@
 """The ``genlab`` command line: one subcommand per verb, each a thin layer over the Python API.
 
 The verbs live by theme (``runs.py``: train, eval, export, runs, data list, demo; ``generate.py``: sample, vary,
-interpolate; ``release.py``: keys, verify, detect, audit, card; ``text.py``: fill, embed, complete) and are named
+interpolate; ``release.py``: keys, verify, detect, audit, card; ``text.py``: fill, embed, complete; ``serve.py``:
+serve and its API keys) and are named
 here, once. Bad input (``GenlabError``) prints one line and exits with code 2, without a traceback; a bad argument
 is named by its flag.
 """
@@ -17,7 +18,7 @@ import typer
 from rich.text import Text
 
 from genlab import progress
-from genlab.cli import generate, release, runs, settings, text
+from genlab.cli import generate, release, runs, serve, settings, text
 from genlab.cli.common import err
 from genlab.errors import BadArgument, GenlabError
 
@@ -38,7 +39,7 @@ def _typer(help: str, **kwargs) -> typer.Typer:
 app = _typer("Train, generate, evaluate and release generative models on your own machine.", add_completion=False,
              pretty_exceptions_enable=False)
 data_app = _typer("Datasets genlab knows.")
-keys_app = _typer("The local identity that signs generated files.")
+keys_app = _typer("The local identity that signs generated files, and the API keys `genlab serve` checks.")
 config_app = _typer("Settings: every key of a family's configuration, and the configurations genlab ships.")
 app.add_typer(data_app, name="data")
 app.add_typer(keys_app, name="keys")
@@ -62,11 +63,14 @@ for name, verb in (("train", runs.train), ("sample", generate.sample), ("vary", 
                    ("interpolate", generate.interpolate), ("eval", runs.eval_), ("export", runs.export),
                    ("runs", runs.runs), ("demo", runs.demo), ("verify", release.verify), ("detect", release.detect),
                    ("audit", release.audit), ("card", release.card), ("fill", text.fill), ("embed", text.embed),
-                   ("complete", text.complete)):
+                   ("complete", text.complete), ("serve", serve.serve)):
     app.command(name)(_verb(verb))
 data_app.command("list")(_verb(runs.data_list))
 data_app.command("describe")(_verb(runs.data_describe))
 keys_app.command("init")(_verb(release.keys_init))
+keys_app.command("create-api")(_verb(serve.create_api))
+keys_app.command("list-api")(_verb(serve.list_api))
+keys_app.command("revoke-api")(_verb(serve.revoke_api))
 config_app.command("show")(_verb(settings.show))
 config_app.command("list")(_verb(settings.list_configs))
 

@@ -31,6 +31,7 @@ class Option:
     private: bool = False  # user content (a prompt): kept out of manifests, which record only its SHA-256
     stdin: bool = False  # the CLI reads the value "-" from standard input
     example: str = ""  # a value that always works, for hints (e.g. "..." for a prompt); "" = none needed
+    path: bool = False  # the value names a file: the HTTP API takes the file's content instead (base64)
 
 
 # -- outputs ----------------------------------------------------------------------------------------------------
@@ -92,6 +93,7 @@ class Modality:
     pipeline_tag: ClassVar[str]  # the Hugging Face task a model card names
     intended_use: ClassVar[tuple[str, ...]] = ()  # model-card paragraphs: what its models are for, and not
     path_hint: ClassVar[str] = "a path to your own files"  # what a user path of this modality is
+    endpoint: ClassVar[str]  # the HTTP API's POST /v1/{endpoint}/generations, e.g. "images"
 
     # -- data ---------------------------------------------------------------------------------------------------
     def prepare(self, source: Any, config: Any, folder: Path) -> Any:

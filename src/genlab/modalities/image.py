@@ -103,6 +103,7 @@ def check_strength(strength: float) -> None:
 
 class ImageModality(Modality):
     name = "image"
+    endpoint = "images"  # POST /v1/images/generations
     data_interface = "images"
     DataConfig = ImageDataConfig
     Marks = ImageMarks

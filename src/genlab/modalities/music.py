@@ -57,6 +57,7 @@ def identity_text(generation: dict[str, Any] | None) -> dict[str, str]:
 
 class MusicModality(Modality):
     name = "music"
+    endpoint = "music"  # POST /v1/music/generations
     data_interface = "tokens"
     DataConfig = MusicDataConfig
     unit, unit_name = "tok", "token"
@@ -66,7 +67,7 @@ class MusicModality(Modality):
     sample_options = (
         Option("bars", int, f"bars to generate per piece (1-{MAX_BARS}; default 16)", default=16),
         Option("prompt_midi", str, "a MIDI, MusicXML or ABC file to continue (its notes open every piece)",
-               private=True),
+               private=True, path=True),
         Option("prompt_bars", int, "continue from the prompt's first K bars (default: all of it)"),
         Option("temperature", float, "0 = greedy; higher = more adventurous (default 1.0)", default=1.0),
         Option("top_p", float, "sample within the smallest set of tokens holding this probability mass (default "

@@ -38,6 +38,7 @@ class PairTexts(Outputs, list):
 
 class PairsModality(Modality):
     name = "pairs"
+    endpoint = "seq2seq"  # POST /v1/seq2seq/generations
     data_interface = "token-pairs"
     DataConfig = PairsDataConfig
     Marks = TextMarks

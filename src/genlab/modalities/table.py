@@ -148,6 +148,7 @@ def conditioned(draw: Callable[[int, int], np.ndarray], n: int, condition: dict[
 
 class TableModality(Modality):
     name = "table"
+    endpoint = "tables"  # POST /v1/tables/generations
     data_interface = "table"
     DataConfig = TableDataConfig
     Marks = None  # no watermark in values: provenance is the signed manifest
@@ -160,7 +161,8 @@ class TableModality(Modality):
                                   "columns)"),
     )
     eval_options = (
-        Option("real", str, "a CSV or Parquet file of real rows to compare with (default: the held-out split)"),
+        Option("real", str, "a CSV or Parquet file of real rows to compare with (default: the held-out split)",
+               path=True),
         Option("n", int, "synthetic rows to generate (default: as many as the training rows)"),
     )
     intended_use = (

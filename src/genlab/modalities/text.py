@@ -39,6 +39,7 @@ class Texts(Outputs, list):
 
 class TextModality(Modality):
     name = "text"
+    endpoint = "texts"  # POST /v1/texts/generations
     data_interface = "tokens"
     DataConfig = TextDataConfig
     Marks = TextMarks

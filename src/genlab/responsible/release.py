@@ -123,6 +123,12 @@ class Release:
             outputs = self.marks.after(outputs)
         return self.attach(outputs, watermark=on, seed=seed, **manifest_params(self.run.modality, options))
 
+    def during(self, watermark: bool | None = None) -> dict[str, Any]:
+        """The sampling options that mark outputs while they are made, for generation outside the family's
+        ``sample`` (the server's continuous batch): e.g. text's ``logits_processor``; empty when unmarked."""
+        self._generating()
+        return self.marks.during(self.run.model, {}) if self.watermarks(watermark) else {}
+
     def made(self, outputs: Any, *, watermark: bool | None = None, **params: Any) -> Any:
         """Outputs made otherwise than by ``sample`` (image variations, interpolations): marked, then attached."""
         self._generating()

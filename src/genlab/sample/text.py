@@ -37,24 +37,29 @@ class KVDecoder:
         self.T_max = cfg.n_positions
         self.eps = cfg.layer_norm_epsilon
         self.act = ACT2FN[cfg.activation_function]
-        p = next(model.parameters())
-        shape = (self.L, batch_size, self.H, self.T_max, self.D)
-        self.k = torch.zeros(shape, dtype=p.dtype, device=p.device)  # (L, B, H, T_max, D)
-        self.v = torch.zeros(shape, dtype=p.dtype, device=p.device)
-        self.pos = 0  # tokens in the cache
         # Every weight fetched once: nn.Module attribute chains cost ~100 us per token on a 4-layer model.
         tr = model.transformer
         self.wte, self.wpe = tr.wte.weight, tr.wpe.weight
         self.ln_f = (tr.ln_f.weight, tr.ln_f.bias)
         self.head_t = model.lm_head.weight.t()  # (C, V) view
-        self.layers = [
+        self.weights = [
             (b.ln_1.weight, b.ln_1.bias, b.attn.c_attn.weight, b.attn.c_attn.bias, b.attn.c_proj.weight,
              b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias, b.mlp.c_fc.weight, b.mlp.c_fc.bias,
-             b.mlp.c_proj.weight, b.mlp.c_proj.bias, self.k[i], self.v[i])
-            for i, b in enumerate(tr.h)
+             b.mlp.c_proj.weight, b.mlp.c_proj.bias)
+            for b in tr.h
         ]
+        self.allocate(batch_size)
+        self.pos = 0  # tokens in the cache
         if cfg.activation_function == "gelu_pytorch_tanh":  # skip the module call (same kernel)
             self.act = lambda t: F.gelu(t, approximate="tanh")
+
+    def allocate(self, batch_size: int) -> None:
+        """A cache of ``batch_size`` rows, zeroed (its layers' views bound for ``blocks``)."""
+        p = self.wte
+        shape = (self.L, batch_size, self.H, self.T_max, self.D)
+        self.k = torch.zeros(shape, dtype=p.dtype, device=p.device)  # (L, B, H, T_max, D)
+        self.v = torch.zeros(shape, dtype=p.dtype, device=p.device)
+        self.layers = [(*w, self.k[i], self.v[i]) for i, w in enumerate(self.weights)]
 
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -64,27 +69,42 @@ class KVDecoder:
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """``forward`` for a caller already in inference mode (no per-token context switch)."""
         B, T = ids.shape
-        C, H, D, eps = self.C, self.H, self.D, self.eps
         p0, p1 = self.pos, self.pos + T
         causal = T > 1 and p0 == 0  # a multi-token chunk only ever comes at position 0
-        x = F.embedding(ids, self.wte) + self.wpe[p0:p1]  # (B, T, C)
+
+        def cached(kc: torch.Tensor, vc: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+            kc[:, :, p0:p1] = k
+            vc[:, :, p0:p1] = v
+            return kc[:, :, :p1], vc[:, :, :p1]
+
+        x = self.blocks(F.embedding(ids, self.wte) + self.wpe[p0:p1], cached, causal=causal)  # (B, T, C)
+        self.pos = p1
+        return self.head(x[:, -1])
+
+    def blocks(self, x: torch.Tensor, cached: Callable[..., tuple[torch.Tensor, torch.Tensor]], *,
+               causal: bool = False, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The transformer blocks over x (B, T, C); ``cached(kc, vc, k, v)`` stores the new keys and values in a
+        layer's cache and returns the keys and values to attend to (``mask``: which of them each row sees)."""
+        B, T, C = x.shape
+        H, D, eps = self.H, self.D, self.eps
         for l1w, l1b, aw, ab, pw, pb, l2w, l2b, fw, fb, mw, mb, kc, vc in self.layers:
             # 1. attention over everything cached so far
             a = F.layer_norm(x, (C,), l1w, l1b, eps)
             qkv = torch.addmm(ab, a.view(B * T, C), aw)  # (B*T, 3C)
             q, k, v = qkv.view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
-            kc[:, :, p0:p1] = k
-            vc[:, :, p0:p1] = v
-            y = F.scaled_dot_product_attention(q, kc[:, :, :p1], vc[:, :, :p1], is_causal=causal)  # (B, H, T, D)
+            keys, values = cached(kc, vc, k, v)
+            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal)  # (B, H, T, D)
             y = y.transpose(1, 2).reshape(B * T, C)
             x = x + torch.addmm(pb, y, pw).view(B, T, C)
             # 2. feed-forward
             m = F.layer_norm(x, (C,), l2w, l2b, eps)
             h = self.act(torch.addmm(fb, m.view(B * T, C), fw))
             x = x + torch.addmm(mb, h, mw).view(B, T, C)
-        self.pos = p1
-        last = F.layer_norm(x[:, -1], (C,), self.ln_f[0], self.ln_f[1], eps)  # (B, C)
-        return last @ self.head_t  # (B, V)
+        return x
+
+    def head(self, last: torch.Tensor) -> torch.Tensor:
+        """The final layer norm and the language-model head: (B, C) -> logits (B, V)."""
+        return F.layer_norm(last, (self.C,), self.ln_f[0], self.ln_f[1], self.eps) @ self.head_t
 
     def reset(self) -> None:
         self.pos = 0
@@ -123,6 +143,7 @@ def pick(
         sorted_logits, order = torch.sort(logits, descending=True)
         cum = sorted_logits.softmax(-1).cumsum(-1)
         drop = cum - sorted_logits.softmax(-1) >= top_p  # keep the smallest set whose mass reaches top_p
+        drop[:, 0] = False  # and always the most likely token (a top_p that rounds to 0 in float32 kept none)
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
     probs = logits.softmax(-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -1,0 +1,1 @@
+"""The HTTP API and the web studio: ``genlab serve`` (see docs/serving.md)."""

@@ -1,0 +1,171 @@
+"""The HTTP API and the web studio as one FastAPI app: ``create_app(ServeConfig(...))``; ``genlab serve`` runs it.
+
+Routers: ``openai_text.py`` (models, completions, chat), ``outputs.py`` (every modality's generations, images,
+embeddings, fill-mask, code completion, run cards), ``provenance.py`` (verify, detect), ``jobs.py`` (training
+jobs); the studio's static files at ``/``. Around them (``limits.py``): API keys, body size limits, a bounded
+queue of work that answers 429 with Retry-After, and CORS closed unless ``--cors`` opens it. Nothing here names a
+family or a modality: what a run can do comes from its family's class and its modality plugin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from genlab import registry
+from genlab.runfiles import CONFIG_TOML
+from genlab.serve import errors
+from genlab.serve.config import ServeConfig
+from genlab.serve.errors import APIError
+from genlab.serve.pool import RunPool, Served
+
+STUDIO = Path(__file__).parent / "studio"
+log = logging.getLogger("genlab.serve")
+
+
+class Server:
+    """What every endpoint shares: the config, the loaded runs, and the bounded pool of compute threads."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.pool = RunPool(config)
+        self.slots = threading.BoundedSemaphore(config.workers)
+        self.waiting = 0  # requests queued for a compute thread
+        self.lock = threading.Lock()
+        self.jobs: Any = None
+
+    # -- runs -------------------------------------------------------------------------------------------------
+    def capabilities(self, name: str) -> dict[str, Any]:
+        """What a run can do, from its config alone (no weights loaded)."""
+        from genlab.config import read_toml
+
+        raw = read_toml(self.pool.path(name) / CONFIG_TOML)
+        family_cls = registry.get_family(str(raw.get("family", "?")))
+        modality = registry.get_modality(str(raw.get("modality") or family_cls.modality))
+        endpoints = []
+        if family_cls.generates:
+            if modality.streams:
+                endpoints += ["/v1/completions", "/v1/chat/completions", "/v1/code/completions"]
+            endpoints.append(f"/v1/{modality.endpoint}/generations")
+        if hasattr(family_cls, "fill"):
+            endpoints.append("/v1/fill")
+        if hasattr(family_cls, "embed"):
+            endpoints.append("/v1/embeddings")
+        return {"family": family_cls.name, "dataset": Path(str(raw.get("dataset", "?"))).name,
+                "modality": modality.name, "endpoints": endpoints}
+
+    def model_card(self, name: str) -> dict[str, Any]:
+        """A run as OpenAI lists a model, with what genlab knows of it under ``genlab``."""
+        from genlab.runfiles import summarize
+
+        path = self.pool.path(name)
+        summary = summarize(path)
+        loss = summary["best_val_loss"]
+        return {"id": name, "object": "model", "created": int((path / CONFIG_TOML).stat().st_mtime),
+                "owned_by": "genlab",
+                "genlab": {**self.capabilities(name), "steps": summary["steps"], "max_steps": summary["max_steps"],
+                           "best_val_loss": None if loss != loss else loss}}
+
+    async def served(self, name: Any, *, need: str, param: str = "model") -> Served:
+        """The loaded run ``name``, refused (400) when it does not serve the endpoint ``need`` (its path)."""
+        caps = self.capabilities(self.pool.path(name, param=param).name)
+        if need not in caps["endpoints"]:
+            listed = ", ".join(caps["endpoints"]) or "none"
+            raise APIError(400, f"'{name}' is a {caps['family']} run on {caps['modality']} data; it serves {listed}",
+                           param=param, code="unsupported_model")
+        return await self.compute(self.pool.get, name, param=param)
+
+    def engine(self, served: Served) -> Any:
+        """The run's continuous batch (made on first use, with the run's watermark)."""
+        from genlab.serve.engine import Engine
+        from genlab.models.gpt import eot_id
+
+        def make(run: Any) -> Engine:
+            processor = run.release.during().get("logits_processor")
+            return Engine(run.model.model_, run.model.tokenizer_, eot_id(run.model.tokenizer_), processor=processor,
+                          batching=self.config.batching, max_batch=self.config.max_batch, queue=self.config.queue)
+
+        return self.pool.engine(served, make)
+
+    # -- compute ----------------------------------------------------------------------------------------------
+    async def compute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn`` in one of ``--workers`` threads; 429 with Retry-After when ``--queue`` requests already wait."""
+        with self.lock:
+            if self.waiting >= self.config.queue:
+                raise APIError(429, f"{self.waiting} requests are waiting for the server; retry later",
+                               code="queue_full", headers={"Retry-After": "2"})
+            self.waiting += 1
+        try:
+            while not self.slots.acquire(blocking=False):
+                await asyncio.sleep(0.005)
+        finally:
+            with self.lock:
+                self.waiting -= 1
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        finally:
+            self.slots.release()
+
+    def close(self) -> None:
+        if self.jobs is not None:
+            self.jobs.stop()
+        self.pool.close()
+
+
+def create_app(config: ServeConfig, *, jobs: bool = True) -> FastAPI:
+    from genlab.serve import limits, openai_text, outputs, provenance
+    from genlab.version import genlab_version
+
+    server = Server(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if server.jobs is not None:
+            server.jobs.start()
+        yield
+        server.close()
+
+    app = FastAPI(title="genlab", version=genlab_version(), lifespan=lifespan,
+                  description="Every genlab run in a folder, over OpenAI's API and genlab's own (docs/serving.md).")
+    app.state.server = server
+    errors.install(app)
+    app.include_router(openai_text.router(server))
+    app.include_router(outputs.router(server))
+    app.include_router(provenance.router(server))
+    if jobs:
+        from genlab.serve.jobs import JobManager, router as jobs_router
+
+        server.jobs = JobManager(config)
+        app.include_router(jobs_router(server.jobs))
+
+    @app.get("/v1/health", tags=["server"], summary="Liveness, and what the server holds")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "version": genlab_version(), "time": int(time.time()),
+                "loaded": list(server.pool.loaded), "memory_bytes": server.pool.memory(),
+                "max_memory_bytes": config.max_memory, "auth": config.keys_required}
+
+    schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """The schema, with the runs served now as the examples of every ``model`` field (made afresh each time)."""
+        app.openapi_schema = None
+        out = schema()
+        names = server.pool.names()
+        for component in out.get("components", {}).get("schemas", {}).values():
+            field = component.get("properties", {}).get("model")
+            if field is not None and names:
+                field["examples"] = names
+        return out
+
+    app.openapi = openapi
+    app.mount("/", StaticFiles(directory=STUDIO, html=True), name="studio")
+    limits.install(app, config)
+    return app
