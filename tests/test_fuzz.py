@@ -55,6 +55,36 @@ def tiny_runs(tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def served_runs(tmp_path_factory) -> Path:
+    """A runs folder the request bodies name (``tests/fuzz/seeds/http-request``): one tiny run per kind of
+    endpoint (text, image, bert, t5, table, music), each trained a few steps on the seeds in the repository."""
+    import numpy as np
+    from PIL import Image
+
+    import genlab
+
+    folder = tmp_path_factory.mktemp("served-runs")
+    few = [o for o in TINY_RUN if not o.startswith("model.")]
+    text = str(SEEDS / "modality-text" / "hamlet.txt")
+    rng = np.random.default_rng(0)
+    pictures = tmp_path_factory.mktemp("served-pictures")
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).save(pictures / f"{i}.png")
+    for name, family, data in (("text", "gpt", text), ("bert", "bert", text), ("music", "gpt", str(SEEDS /
+                               "modality-music" / "two")), ("t5", "t5", str(SEEDS / "modality-pairs" / "pairs.jsonl")),
+                               ("table", "copula", str(SEEDS / "modality-table" / "patients.csv")),
+                               ("image", "ppca", str(pictures))):
+        family_cls = registry.get_family(family)
+        sizes = [*TINY_RUN, *(["model.block_size=64"] if name == "text" else [])] if family == "gpt" else \
+            [*family_cls.example.get("set", ()), *few]
+        sizes = sizes if family_cls.iterative else ["release.track_energy=false", *family_cls.example.get("set", ())]
+        if family == "ppca":
+            sizes = ["model.components=2", "data.size=24", "release.track_energy=false"]
+        genlab.train(family, data, out=folder / name, overrides=sizes)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def seeds_of(request, tmp_path_factory):
     """``seeds_of(reader)``: its seeds; a run folder's are made here, and a modality without seeds in the repo
     gets the example dataset it writes (``Modality.example``)."""
@@ -65,6 +95,8 @@ def seeds_of(request, tmp_path_factory):
     def get(name: str) -> list[Seed]:
         if name not in made:
             made[name] = load_seeds(SEEDS / name)
+            if name == "http-request":  # the bodies name runs of this folder
+                os.environ["GENLAB_SERVE_RUNS"] = str(request.getfixturevalue("served_runs"))
             if name == "run-folder" and not made[name]:
                 made[name] = [folder_seed(path) for path in request.getfixturevalue("tiny_runs")]
             reader = READERS[name]

@@ -21,8 +21,11 @@ PROMPT = "HAMLET:\n"
 
 
 @pytest.fixture(scope="module")
-def runs(trained_run) -> Path:
-    return trained_run.path.parent
+def runs(trained_run, tmp_path_factory) -> Path:
+    """A runs folder of its own holding a copy of the tiny run (jobs and logs are written beside it)."""
+    folder = tmp_path_factory.mktemp("served")
+    shutil.copytree(trained_run.path, folder / "tiny")
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +249,25 @@ def test_schemathesis_finds_no_server_error(url, tmp_path):
                         "--phases", "examples,coverage,fuzzing", "--exclude-path-regex", "^/v1/jobs",
                         "--report-dir", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-4000:]
+
+
+# -- past one machine -----------------------------------------------------------------------------------------------
+def test_two_servers_on_one_runs_folder_agree(url, runs):
+    """Two stateless servers on one runs folder: the same seeded answer, and one shared list of jobs."""
+    import time
+
+    ask = {"model": "tiny", "prompt": PROMPT, "max_tokens": 16, "seed": 11}
+    with server(runs) as other:
+        texts = [httpx.post(u + "/v1/completions", json=ask, timeout=60).json()["choices"][0]["text"] for u in (url, other)]
+        assert texts[0] == texts[1]
+        job = httpx.post(url + "/v1/jobs", json={"family": "tvae", "data": "diabetes", "name": "shared-job",
+                                                 "set": ["train.max_steps=100000", "train.eval_every=0"]}).json()
+        assert httpx.get(f"{other}/v1/jobs/{job['id']}").json()["family"] == "tvae"
+        assert httpx.delete(f"{other}/v1/jobs/{job['id']}").status_code == 200  # cancelled through the other one
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            seen = [httpx.get(f"{u}/v1/jobs/{job['id']}").json()["status"] for u in (url, other)]
+            if seen[0] == seen[1] == "cancelled":
+                break
+            time.sleep(0.5)
+        assert seen == ["cancelled", "cancelled"]

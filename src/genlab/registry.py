@@ -71,6 +71,7 @@ READERS: dict[str, tuple[str, str]] = {
     "trusted-roots": ("folder", "genlab.responsible.keys:trusted_roots"),
     "table-metadata": ("file", "genlab.data.table_meta:read_metadata"),
     "midi-file": ("file", "genlab.data.music:read_midi_file"),
+    "http-request": ("file", "genlab.serve.requests:read_request"),  # every request body of `genlab serve`
 }
 
 

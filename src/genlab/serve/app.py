@@ -159,10 +159,20 @@ def create_app(config: ServeConfig, *, jobs: bool = True) -> FastAPI:
         app.openapi_schema = None
         out = schema()
         names = server.pool.names()
-        for component in out.get("components", {}).get("schemas", {}).values():
+        components = out.setdefault("components", {}).setdefault("schemas", {})
+        for component in components.values():
             field = component.get("properties", {}).get("model")
             if field is not None and names:
                 field["examples"] = names
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        components["Error"] = errors.SCHEMA
+        for operation in (op for item in out.get("paths", {}).values() for op in item.values()):
+            answers = operation.setdefault("responses", {})
+            answers.pop("422", None)  # a bad request is a 400 in the one error shape, not FastAPI's 422
+            for status, what in errors.DOCUMENTED.items():
+                answers.setdefault(status, {"description": what, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Error"}}}})
         return out
 
     app.openapi = openapi

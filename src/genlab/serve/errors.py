@@ -25,6 +25,15 @@ TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permis
          500: "server_error", 503: "server_error"}
 
 
+SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["message", "type", "param", "code"], "properties": {
+        "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]},
+        "code": {"type": ["string", "null"]}}}}}
+DOCUMENTED = {"400": "Bad request: a field is missing, of the wrong type or out of range",
+              "401": "An API key is required", "404": "No such run or endpoint",
+              "413": "The body or a file is too large", "429": "Too many requests wait: retry after Retry-After seconds"}
+
+
 class APIError(Exception):
     """An answer other than success: HTTP ``status``, a one-line ``message``, the request field it is about."""
 
