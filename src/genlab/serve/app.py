@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,8 @@ class Server:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self.pool = RunPool(config)
-        self.slots = threading.BoundedSemaphore(config.workers)
-        self.waiting = 0  # requests queued for a compute thread
-        self.lock = threading.Lock()
+        self.slots: asyncio.Semaphore | None = None  # the compute threads free
+        self.waiting = 0  # requests queued for a compute thread (counted in the event loop: no lock needed)
         self.jobs: Any = None
 
     # -- runs -------------------------------------------------------------------------------------------------
@@ -98,17 +96,16 @@ class Server:
     # -- compute ----------------------------------------------------------------------------------------------
     async def compute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """``fn`` in one of ``--workers`` threads; 429 with Retry-After when ``--queue`` requests already wait."""
-        with self.lock:
-            if self.waiting >= self.config.queue:
-                raise APIError(429, f"{self.waiting} requests are waiting for the server; retry later",
-                               code="queue_full", headers={"Retry-After": "2"})
-            self.waiting += 1
+        if self.slots is None:  # made in the server's event loop, on its first use
+            self.slots = asyncio.Semaphore(self.config.workers)
+        if self.slots.locked() and self.waiting >= self.config.queue:
+            raise APIError(429, f"{self.waiting} requests are waiting for the server; retry later",
+                           code="queue_full", headers={"Retry-After": "2"})
+        self.waiting += 1
         try:
-            while not self.slots.acquire(blocking=False):
-                await asyncio.sleep(0.005)
+            await self.slots.acquire()
         finally:
-            with self.lock:
-                self.waiting -= 1
+            self.waiting -= 1
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         finally:
