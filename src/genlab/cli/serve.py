@@ -38,6 +38,7 @@ def serve(
     workers: Annotated[int, typer.Option(help="requests other than completions computed at once", min=1, max=64)] = 2,
     max_tokens: Annotated[int, typer.Option(help="most tokens a completion may ask for", min=1, max=1_000_000)] = 2048,
     max_n: Annotated[int, typer.Option(help="most outputs per request", min=1, max=1024)] = 16,
+    max_rows: Annotated[int, typer.Option(help="most rows of a synthetic table per request", min=1, max=10**8)] = 100_000,
     max_body: Annotated[str, typer.Option(help="largest JSON body")] = "1MB",
     max_upload: Annotated[str, typer.Option(help="largest uploaded file (verify, detect)")] = "20MB",
     cors: Annotated[Optional[list[str]], typer.Option(help="an origin allowed to call from its pages (repeatable)")] = None,
@@ -55,7 +56,7 @@ def serve(
         raise GenlabError(f"{runs}: no such folder (train a run into it first: genlab demo, or genlab train ...)")
     config = ServeConfig(runs=runs, host=host, port=port, max_memory=size(max_memory, "--max-memory"),
                          max_jobs=max_jobs, batching=batching, max_batch=max_batch, queue=queue, workers=workers,
-                         max_tokens=max_tokens, max_n=min(max_n, max_batch), max_body=size(max_body, "--max-body"),
+                         max_tokens=max_tokens, max_n=min(max_n, max_batch), max_rows=max_rows, max_body=size(max_body, "--max-body"),
                          max_upload=size(max_upload, "--max-upload"), cors=tuple(cors or ()),
                          require_keys=require_key, log_requests=log_requests)
     if config.keys_required and not read_keys():
@@ -64,7 +65,7 @@ def serve(
     app = create_app(config)
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     err.print(f"serving {len(app.state.server.pool.names())} runs from {runs} at {where} (studio at {where}/, "
-              f"API at {where}/v1, schema at {where}/docs); API keys {'required' if config.keys_required else 'off'}",
+              f"API at {where}/v1, schema at {where}/openapi.json); API keys {'required' if config.keys_required else 'off'}",
               markup=False, highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="info" if log_requests else "warning",
                 access_log=log_requests, server_header=False)

@@ -94,6 +94,7 @@ class Modality:
     intended_use: ClassVar[tuple[str, ...]] = ()  # model-card paragraphs: what its models are for, and not
     path_hint: ClassVar[str] = "a path to your own files"  # what a user path of this modality is
     endpoint: ClassVar[str]  # the HTTP API's POST /v1/{endpoint}/generations, e.g. "images"
+    counts: ClassVar[str] = "outputs"  # what sampling's n counts: "outputs" (files each) or "rows" (of one file)
 
     # -- data ---------------------------------------------------------------------------------------------------
     def prepare(self, source: Any, config: Any, folder: Path) -> Any:

@@ -153,6 +153,7 @@ class TableModality(Modality):
     DataConfig = TableDataConfig
     Marks = None  # no watermark in values: provenance is the signed manifest
     unit, unit_name = "row", "row"
+    counts = "rows"  # n rows go into one file
     audit_samples = 2000
     pipeline_tag = "tabular-classification"
     path_hint = "a .csv (UTF-8) or .parquet file with a header row"

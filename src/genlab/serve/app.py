@@ -130,7 +130,7 @@ def create_app(config: ServeConfig, *, jobs: bool = True) -> FastAPI:
         yield
         server.close()
 
-    app = FastAPI(title="genlab", version=genlab_version(), lifespan=lifespan,
+    app = FastAPI(title="genlab", version=genlab_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Every genlab run in a folder, over OpenAI's API and genlab's own (docs/serving.md).")
     app.state.server = server
     errors.install(app)

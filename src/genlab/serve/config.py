@@ -21,7 +21,8 @@ class ServeConfig:
     queue: int = 256  # requests waiting per model (and for other work) before 429 Too Many Requests
     workers: int = 2  # requests other than completions computed at once (images, music, embeddings ...)
     max_tokens: int = 2048  # most tokens one completion may ask for
-    max_n: int = 16  # most outputs (completions, images, pieces, rows-files) per request
+    max_n: int = 16  # most outputs (completions, images, pieces) per request
+    max_rows: int = 100_000  # most rows per request where n counts rows of one file (synthetic tables)
     max_body: int = 1 << 20  # bytes of a JSON request body
     max_upload: int = 20 << 20  # bytes of an uploaded file (verify, detect)
     cors: tuple[str, ...] = ()  # origins allowed to call from a browser page elsewhere (none: closed)

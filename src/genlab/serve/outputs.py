@@ -167,8 +167,9 @@ def _generation_route(api: APIRouter, server: Any, modality: Any) -> None:
     path = f"/v1/{modality.endpoint}/generations"
 
     async def generate(body: Request) -> dict[str, Any]:  # type: ignore[valid-type]
-        if body.n > server.config.max_n:
-            raise APIError(400, f"n must be at most {server.config.max_n}", param="n")
+        most = server.config.max_rows if modality.counts == "rows" else server.config.max_n
+        if body.n > most:
+            raise APIError(400, f"n must be at most {most}", param="n")
         served = await server.served(body.model, need=path)
         if served.run.modality is not modality:
             raise APIError(400, f"'{body.model}' is a {served.run.modality.name} run; use "
