@@ -161,13 +161,19 @@ def verdict_of(url, content: bytes, sidecar_b64: str) -> dict:
     ("post", "/v1/fill", {"model": "tiny", "text": "a [MASK]"}, 400, "model"),
     ("post", "/v1/texts/generations", {"model": "tiny", "top_k": "many"}, 400, "top_k"),
     ("post", "/v1/texts/generations", {"model": "tiny", "max_new_tokens": 0}, 400, "max_new_tokens"),
+    ("post", "/v1/completions", {"model": "tiny", "prompt": "\udcff"}, 400, "prompt"),  # a lone surrogate
+    ("post", "/v1/completions", {"model": "tiny", "prompt": "a", "stream": "yes"}, 400, "stream"),
+    ("post", "/v1/texts/generations", {"model": "tiny", "max_new_tokens": 10**9}, 400, "max_new_tokens"),
+    ("get", "/v1/completions", None, 405, None),
     ("get", "/v1/runs/nope/card", None, 404, "model"),
     ("get", "/v1/runs/..%2F..%2Fetc/card", None, 404, None),
     ("get", "/v1/nothing-here", None, 404, None),
     ("delete", "/v1/completions", None, 405, None),
 ])
 def test_every_refusal_has_the_one_error_shape(url, method, path, body, status, param):
-    r = httpx.request(method.upper(), url + path, json=body, timeout=60)
+    content = None if body is None else json.dumps(body).encode()  # ASCII: a lone surrogate as its JSON escape
+    r = httpx.request(method.upper(), url + path, content=content, headers={"content-type": "application/json"},
+                      timeout=60)
     assert r.status_code == status, r.text
     assert error_of(r)["param"] == param
 

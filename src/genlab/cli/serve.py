@@ -60,8 +60,9 @@ def serve(
                          max_upload=size(max_upload, "--max-upload"), cors=tuple(cors or ()),
                          require_keys=require_key, log_requests=log_requests)
     if config.keys_required and not read_keys():
-        raise GenlabError(f"serving on {host} needs API keys and {keys_path()} holds none: run "
-                          "`genlab keys create-api --name NAME` first (or serve on 127.0.0.1)")
+        why = "--require-key asks for API keys" if config.loopback else f"serving on {host} needs API keys"
+        raise GenlabError(f"{why} and {keys_path()} holds none: run `genlab keys create-api --name NAME` first"
+                          + ("" if config.loopback else " (or serve on 127.0.0.1)"))
     app = create_app(config)
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     err.print(f"serving {len(app.state.server.pool.names())} runs from {runs} at {where} (studio at {where}/, "

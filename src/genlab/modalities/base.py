@@ -32,6 +32,7 @@ class Option:
     stdin: bool = False  # the CLI reads the value "-" from standard input
     example: str = ""  # a value that always works, for hints (e.g. "..." for a prompt); "" = none needed
     path: bool = False  # the value names a file: the HTTP API takes the file's content instead (base64)
+    cap: str = ""  # the server's limit on it over HTTP (a ``ServeConfig`` field, e.g. "max_tokens"); "" = none
 
 
 # -- outputs ----------------------------------------------------------------------------------------------------

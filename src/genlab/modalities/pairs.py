@@ -52,7 +52,7 @@ class PairsModality(Modality):
                stdin=True, example="..."),
         Option("beams", int, "beam search width (1 = greedy, or sampling with a temperature)", default=1),
         Option("no_repeat_ngram", int, "never repeat an n-gram of this many tokens (0 = off)", default=0),
-        Option("max_new_tokens", int, "at most this many tokens per output", default=200),
+        Option("max_new_tokens", int, "at most this many tokens per output", default=200, cap="max_tokens"),
         Option("temperature", float, "0 = greedy or beam search; higher = sample more randomly", default=0.0),
         Option("top_k", int, "sample among the k most likely tokens"),
         Option("top_p", float, "sample within the smallest set of tokens holding this probability mass"),

@@ -51,7 +51,7 @@ class TextModality(Modality):
     sample_options = (
         Option("prompt", str, "what to continue (empty: start a new document)", default="", private=True,
                example="..."),
-        Option("max_new_tokens", int, "tokens to generate per sample", default=200),
+        Option("max_new_tokens", int, "tokens to generate per sample", default=200, cap="max_tokens"),
         Option("temperature", float, "0 = greedy; higher = more random (default 0.8)", default=0.8),
         Option("top_k", int, "sample among the k most likely tokens"),
         Option("top_p", float, "sample within the smallest set of tokens holding this probability mass"),

@@ -79,7 +79,7 @@ class Server:
             listed = ", ".join(caps["endpoints"]) or "none"
             raise APIError(400, f"'{name}' is a {caps['family']} run on {caps['modality']} data; it serves {listed}",
                            param=param, code="unsupported_model")
-        return await self.compute(self.pool.get, name, param=param)
+        return await asyncio.to_thread(self.pool.get, name, param=param)  # not behind long generations
 
     def engine(self, served: Served) -> Any:
         """The run's continuous batch (made on first use, with the run's watermark)."""

@@ -25,6 +25,7 @@ class ServeConfig:
     max_rows: int = 100_000  # most rows per request where n counts rows of one file (synthetic tables)
     max_body: int = 1 << 20  # bytes of a JSON request body
     max_upload: int = 20 << 20  # bytes of an uploaded file (verify, detect)
+    body_timeout: float = 30.0  # seconds a client may take to send a request's body (then 408)
     cors: tuple[str, ...] = ()  # origins allowed to call from a browser page elsewhere (none: closed)
     require_keys: bool | None = None  # None: required off loopback only
     keys_file: Path | None = None  # the hashed API keys (default: genlab's settings folder)

@@ -20,7 +20,7 @@ from genlab.errors import BadArgument, GenlabError
 log = logging.getLogger("genlab.serve")
 
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-         404: "not_found_error", 405: "invalid_request_error", 409: "conflict_error", 413: "invalid_request_error",
+         404: "not_found_error", 405: "invalid_request_error", 408: "timeout_error", 409: "conflict_error", 413: "invalid_request_error",
          415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
          500: "server_error", 503: "server_error"}
 
@@ -74,9 +74,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = {404: f"no such endpoint: {request.method} {request.url.path}",
-                   405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
-        return response(APIError(exc.status_code, message, headers=getattr(exc, "headers", None)))
+        status, path = exc.status_code, request.url.path
+        methods = sorted(m.upper() for m in app.openapi().get("paths", {}).get(path, {})) if status == 404 else []
+        if status == 404 and methods:  # the studio's files answer every other GET: say what the path takes
+            status = 405
+        message = {404: f"no such endpoint: {request.method} {path}",
+                   405: f"{request.method} is not allowed on {path}" + (f"; use {', '.join(methods)}" if methods
+                                                                          else "")}.get(status, str(exc.detail))
+        return response(APIError(status, message, headers=getattr(exc, "headers", None)))
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -27,10 +27,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from genlab import registry
 from genlab.serve.errors import APIError, validation_error
+from genlab.serve.schema import Body
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -245,10 +246,8 @@ PATH_SETTINGS = {"data.metadata"}  # settings whose value is a file: refused ove
 MAX_SET, MAX_SET_CHARS = 32, 200
 
 
-class JobRequest(BaseModel):
+class JobRequest(Body):
     """Train a model: a run folder in the server's runs folder, trained by a `genlab train` worker."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
     family: str = Field(description="model family, e.g. gpt (`genlab config show FAMILY` lists its settings)",
                         min_length=1, max_length=64, examples=["gpt"])

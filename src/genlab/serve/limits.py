@@ -3,12 +3,14 @@
 - **Keys**: when ``--require-key`` is on (the default off loopback), every ``/v1`` request carries
   ``Authorization: Bearer gl-...`` (``genlab keys create-api``); the studio's pages and the OpenAPI schema are open.
 - **Size**: a JSON body over ``--max-body`` bytes, or an upload over ``--max-upload``, is refused with 413 before it
-  is read in full (a body without a Content-Length is counted as it arrives).
+  is read in full (a body without a Content-Length is counted as it arrives); a body that takes longer than
+  ``body_timeout`` seconds to arrive gets 408.
 - **CORS** is closed: browsers let only the studio's own pages call the API, unless ``--cors ORIGIN`` opens it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -51,30 +53,40 @@ class Guard:
                 return await _refuse(send, 400, "Content-Length is not a number")
             if too_big:
                 return await _refuse(send, 413, f"the body is over {limit:,} bytes", code="body_too_large")
+        if scope.get("method") not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, _with_headers(send))
-        if scope.get("method") in ("POST", "PUT", "PATCH"):  # no length given: read it here, counting
-            chunks, size = [], 0
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return
-                chunks.append(message.get("body", b""))
-                size += len(chunks[-1])
-                if size > limit:
-                    return await _refuse(send, 413, f"the body is over {limit:,} bytes", code="body_too_large")
-                if not message.get("more_body"):
-                    break
-            data, sent = b"".join(chunks), False
+        try:  # the whole body, counted as it arrives, within the time a client is given to send it
+            data = await asyncio.wait_for(_read(receive, limit), timeout=self.config.body_timeout)
+        except asyncio.TimeoutError:
+            return await _refuse(send, 408, f"the body did not arrive within {self.config.body_timeout:g} s",
+                                 code="body_timeout")
+        if data is None:
+            return await _refuse(send, 413, f"the body is over {limit:,} bytes", code="body_too_large")
+        sent = False
 
-            async def replay() -> dict:
-                nonlocal sent
-                if not sent:
-                    sent = True
-                    return {"type": "http.request", "body": data, "more_body": False}
-                return await receive()
+        async def replay() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": data, "more_body": False}
+            return await receive()
 
-            return await self.app(scope, replay, _with_headers(send))
-        return await self.app(scope, receive, _with_headers(send))
+        return await self.app(scope, replay, _with_headers(send))
+
+
+async def _read(receive: Any, limit: int) -> bytes | None:
+    """The request's body, or None once it is over ``limit`` bytes (or the client went away)."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > limit:
+            return None
+        if not message.get("more_body"):
+            return b"".join(chunks)
 
 
 def _with_headers(send: Any) -> Any:

@@ -26,18 +26,18 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from genlab.sample.text import check_sampling
 from genlab.serve.engine import Completion, Engine
 from genlab.serve.errors import APIError
+from genlab.serve.schema import Body
 
 MAX_STOPS = 4  # as OpenAI
 MAX_LOGPROBS = 5
 
 
-class _OpenAIRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _OpenAIRequest(Body):
 
     model: str = Field(description="a run's folder name (GET /v1/models)")
     max_tokens: int | None = Field(None, ge=1, description="tokens to generate per choice (default 16)")
@@ -60,8 +60,7 @@ class CompletionRequest(_OpenAIRequest):
     echo: Literal[False] = Field(False, description="accepted only as false")
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Message(Body):
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str = Field(max_length=1_000_000)

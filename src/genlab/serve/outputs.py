@@ -22,27 +22,26 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, Field, create_model
 
 from genlab import registry
 from genlab.runfiles import CARD_FILE, LOSS_PLOT
 from genlab.serve.errors import APIError
+from genlab.serve.schema import Body
 
 TYPES = {int: int, float: float, str: str, list: list[str]}
 MAX_INPUTS = 256  # texts per embeddings request
 PREFIX = "sample"
 
 
-class FileValue(BaseModel):
+class FileValue(Body):
     """A file sent in a request, for an option that names a file."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[^/\\\x00]{1,128}$", description="the file's name (its suffix says its format)")
     b64: str = Field(description="the file's content, base64")
 
 
-class _Generation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Generation(Body):
     model: str = Field(description="a run's folder name (GET /v1/models)")
     n: int = Field(1, ge=1, description="outputs to generate")
     seed: int | None = Field(None, ge=0, lt=2**63, description="the same seed gives the same outputs")
@@ -52,23 +51,20 @@ class _Generation(BaseModel):
     user: str | None = Field(None, max_length=256, description="the end user's id (not stored)")
 
 
-class EmbeddingsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EmbeddingsRequest(Body):
     model: str
     input: str | list[str] = Field(description="a text, or a list of texts")
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = Field(None, max_length=256)
 
 
-class FillRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FillRequest(Body):
     model: str
     text: str = Field(max_length=100_000, description='a text with one or more [MASK], e.g. "To be or [MASK]"')
     top_k: int = Field(5, ge=1, le=100, description="fillers per [MASK]")
 
 
-class CodeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CodeRequest(Body):
     model: str
     prefix: str = Field(max_length=1_000_000, description="the text before the cursor")
     max_tokens: int = Field(64, ge=1, description="at most this many tokens")
@@ -175,6 +171,9 @@ def _generation_route(api: APIRouter, server: Any, modality: Any) -> None:
             raise APIError(400, f"'{body.model}' is a {served.run.modality.name} run; use "
                            f"/v1/{served.run.modality.endpoint}/generations", param="model")
         given = {o.name: getattr(body, o.name) for o in modality.sample_options if getattr(body, o.name) is not None}
+        for o in modality.sample_options:
+            if o.cap and o.name in given and given[o.name] > getattr(server.config, o.cap):
+                raise APIError(400, f"{o.name} must be at most {getattr(server.config, o.cap)}", param=o.name)
         return await server.compute(_generate, served.run, modality, body, given)
 
     generate.__name__ = f"generate_{modality.endpoint}"
