@@ -99,13 +99,14 @@ def test_continuous_batch_gives_each_request_its_own_sample(trained_run):
     done = threading.Semaphore(0)
 
     def sink(i):
-        def take(event):
-            if "done" in event:
-                done.release()
-            elif "error" in event:
-                raise AssertionError(event)
-            else:
-                got[i][event["index"]] = got[i].get(event["index"], "") + event["text"]
+        def take(events):
+            for event in events:
+                if "done" in event:
+                    done.release()
+                elif "error" in event:
+                    raise AssertionError(event)
+                else:
+                    got[i][event["index"]] = got[i].get(event["index"], "") + event["text"]
         return take
 
     for i, (prompt, tokens, seed, n) in enumerate(asks):

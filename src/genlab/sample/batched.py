@@ -74,3 +74,24 @@ class SlotDecoder(KVDecoder):
         """Copy row ``src``'s first ``length`` cached positions into row ``dst``."""
         self.k[:, dst, :, :length] = self.k[:, src, :, :length]
         self.v[:, dst, :, :length] = self.v[:, src, :, :length]
+
+
+def filter_rows(x: torch.Tensor, top_k: list[int | None], top_p: list[float | None]) -> torch.Tensor:
+    """``pick``'s top-k and top-p filters on x (B, V) float, each row with its own settings (None: that filter off),
+    computed row by row exactly as ``pick`` computes them for a batch sharing one setting."""
+    for k in sorted({k for k in top_k if k}):  # one top-k per distinct k
+        rows = torch.tensor([i for i, kk in enumerate(top_k) if kk == k])
+        part = x[rows]
+        kth = torch.topk(part, min(k, part.size(-1))).values[:, -1:]  # (r, 1)
+        x[rows] = part.masked_fill(part < kth, float("-inf"))
+    nucleus = [i for i, p in enumerate(top_p) if p is not None and p < 1.0]
+    if nucleus:
+        rows = torch.tensor(nucleus)
+        part = x[rows]
+        limit = torch.tensor([top_p[i] for i in nucleus], dtype=part.dtype)[:, None]  # (r, 1)
+        sorted_logits, order = torch.sort(part, descending=True)
+        p = sorted_logits.softmax(-1)
+        drop = p.cumsum(-1) - p >= limit  # keep the smallest set whose mass reaches top_p
+        drop[:, 0] = False  # and always the most likely token
+        x[rows] = part.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return x

@@ -28,11 +28,11 @@ from typing import Any
 
 import torch
 
-from genlab.sample.batched import SlotDecoder
-from genlab.sample.text import pick
+from genlab.sample.batched import SlotDecoder, filter_rows
 from genlab.serve.errors import APIError
 
 log = logging.getLogger("genlab.serve")
+CONTEXT = 8  # tokens a watermark processor is shown per row (its green lists depend on the last one or two)
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Completion:
     seed: int | None
     stop: tuple[str, ...]  # strings that end a row (not included in its text)
     logprobs: int | None  # how many alternatives' log-probabilities to return per token (None: none)
-    sink: Callable[[dict[str, Any]], None]
+    sink: Callable[[list[dict[str, Any]]], None]  # receives each step's events at once
     cancelled: bool = False  # set by the caller (a client that went away): the request leaves at the next token
 
 
@@ -76,6 +76,7 @@ class _Active:
         self.gen.manual_seed(req.seed if req.seed is not None else secrets.randbits(63))
         self.logits: torch.Tensor | None = None  # (n, V) of the next token
         self.last: torch.Tensor | None = None  # (n,) the tokens just chosen
+        self.pending: list[dict[str, Any]] = []  # events to send at the end of this step
 
     @property
     def finished(self) -> bool:
@@ -148,21 +149,26 @@ class Engine:
                 log.exception("batch failed")
                 failed = APIError(500, f"generation failed: {type(e).__name__}", code="internal_error")
                 for a in self.active:
-                    a.req.sink({"error": failed})
+                    a.req.sink([{"error": failed}])
                 self.active, self.owner = [], []
 
     def _iterate(self) -> None:
         self._admit()  # 1.
-        chosen = 0
-        for a in list(self.active):  # 2.
+        live = []
+        for a in list(self.active):
             if a.req.cancelled:
                 self._leave(a)
-                continue
-            self._choose(a)
-            chosen += a.req.n
+            else:
+                live.append(a)
+        if live:  # 2.
+            self._choose(live)
+        for a in live:
             if a.finished or a.t == a.req.max_new_tokens:
                 self._finish(a)
-        self.rate.append((time.monotonic(), chosen))
+            elif a.pending:
+                a.req.sink(a.pending)
+                a.pending = []
+        self.rate.append((time.monotonic(), sum(a.req.n for a in live)))
         if not self.active:
             return
         for a in self.active:  # 3.
@@ -195,17 +201,52 @@ class Engine:
             self.owner += [(a, j) for j in range(req.n)]
             self.active.append(a)
 
-    def _choose(self, a: _Active) -> None:
-        """The next token of each of ``a``'s rows, as ``generate_ids`` chooses it; new text sent."""
-        req, logits = a.req, a.logits
-        P = len(req.ids)
-        scores = torch.log_softmax(logits.float(), -1) if req.logprobs is not None else None  # (n, V)
-        temp = req.temperature
+    def _choose(self, live: list[_Active]) -> None:
+        """The next token of every row of ``live``, each chosen as ``generate_ids`` chooses it: the batch's logits
+        scaled, marked and filtered together, then each request's draw from its own generator."""
+        raw = torch.cat([a.logits for a in live]).float()  # (B, V)
+        sizes = torch.tensor([a.req.n for a in live])
+        temps = torch.tensor([a.req.temperature or 1.0 for a in live]).repeat_interleave(sizes)[:, None]  # (B, 1)
+        x = raw / temps  # greedy rows are divided by 1
         if self.processor is not None:  # after temperature, as in transformers' generate()
-            if temp > 0:
-                logits, temp = logits.float() / temp, 1.0
-            logits = self.processor(a.seq[:, : P + a.t], logits)
-        nxt = pick(logits, temperature=temp, top_k=req.top_k, top_p=req.top_p, generator=a.gen)  # (n,)
+            x = self._mark(live, x)
+        top_k = [a.req.top_k for a in live for _ in range(a.req.n)]
+        top_p = [a.req.top_p for a in live for _ in range(a.req.n)]
+        x = filter_rows(x, top_k, top_p)
+        probs = x.softmax(-1)  # (B, V)
+        start = 0
+        for a in live:
+            rows = slice(start, start + a.req.n)
+            start += a.req.n
+            if a.req.temperature == 0:
+                nxt = x[rows].argmax(-1)
+            else:
+                nxt = torch.multinomial(probs[rows], 1, generator=a.gen).squeeze(-1)  # (n,)
+            scores = torch.log_softmax(raw[rows], -1) if a.req.logprobs is not None else None  # (n, V)
+            self._take(a, nxt, scores)
+
+    def _mark(self, live: list[_Active], x: torch.Tensor) -> torch.Tensor:
+        """The watermark processor on every row, given each row's last ``CONTEXT`` tokens (rows with fewer tokens
+        so far, early in an empty prompt, in groups of their own length)."""
+        groups: dict[int, list[tuple[int, torch.Tensor]]] = {}
+        start = 0
+        for a in live:
+            T = len(a.req.ids) + a.t
+            width = min(T, CONTEXT)
+            groups.setdefault(width, []).append((start, a.seq[:, T - width : T]))
+            start += a.req.n
+        for parts in groups.values():
+            ctx = torch.cat([p for _, p in parts])  # (r, width)
+            if len(groups) == 1:
+                return self.processor(ctx, x)
+            rows = torch.cat([torch.arange(s, s + p.shape[0]) for s, p in parts])
+            x[rows] = self.processor(ctx, x[rows])
+        return x
+
+    def _take(self, a: _Active, nxt: torch.Tensor, scores: torch.Tensor | None) -> None:
+        """Record ``a``'s chosen tokens (n,); rows past the end of text get it again; new text is queued to send."""
+        req = a.req
+        P = len(req.ids)
         nxt = nxt.masked_fill(a.done, self.eot)
         a.done |= nxt == self.eot
         a.seq[:, P + a.t] = nxt
@@ -247,8 +288,8 @@ class Engine:
         if end > row.sent or row.done or row.tokens:
             piece = text[row.sent : max(end, row.sent)]
             row.sent = max(end, row.sent)
-            a.req.sink({"index": j, "text": piece, "tokens": row.tokens, "finish_reason": row.done,
-                        "completion_tokens": len(row.ids)})
+            a.pending.append({"index": j, "text": piece, "tokens": row.tokens, "finish_reason": row.done,
+                              "completion_tokens": len(row.ids)})
             row.tokens = []
 
     def _slide(self, a: _Active) -> None:
@@ -266,8 +307,10 @@ class Engine:
             if not row.done:
                 row.done = "length"
                 self._send(a, j)
-        a.req.sink({"done": True, "prompt_tokens": len(a.req.ids),
-                    "completion_tokens": sum(len(r.ids) for r in a.out)})
+        a.pending.append({"done": True, "prompt_tokens": len(a.req.ids),
+                          "completion_tokens": sum(len(r.ids) for r in a.out)})
+        a.req.sink(a.pending)
+        a.pending = []
         self._leave(a)
 
     def _leave(self, a: _Active) -> None:

@@ -137,8 +137,8 @@ async def _serve(app_state: Any, body: Any, prompts: list[str], request: Request
     loop, queue = asyncio.get_running_loop(), asyncio.Queue()
     reqs = []
     for i, prompt_ids in enumerate(ids):
-        def sink(event: dict, i: int = i) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, (i, event))
+        def sink(events: list[dict], i: int = i) -> None:  # a step's events, from the engine's thread
+            loop.call_soon_threadsafe(queue.put_nowait, (i, events))
         seed = None if body.seed is None else body.seed + i  # each prompt of a list its own seed
         reqs.append(Completion(prompt_ids, body.n, max_tokens, body.temperature, body.top_k, top_p, seed, stops,
                                k, sink))
@@ -162,15 +162,16 @@ async def _serve(app_state: Any, body: Any, prompts: list[str], request: Request
                                  headers={"Cache-Control": "no-cache", "X-Genlab-Run-Id": release.identity.run_id})
     choices: dict[int, dict[str, Any]] = {}
     usage = {"prompt_tokens": 0, "completion_tokens": 0}
-    async for index, event in events:
-        if "done" in event:
-            usage["prompt_tokens"] += event["prompt_tokens"]
-            usage["completion_tokens"] += event["completion_tokens"]
-            continue
-        c = choices.setdefault(index, {"text": "", "tokens": [], "finish_reason": None})
-        c["text"] += event["text"]
-        c["tokens"] += event["tokens"]
-        c["finish_reason"] = event["finish_reason"] or c["finish_reason"]
+    async for step in events:
+        for index, event in step:
+            if "done" in event:
+                usage["prompt_tokens"] += event["prompt_tokens"]
+                usage["completion_tokens"] += event["completion_tokens"]
+                continue
+            c = choices.setdefault(index, {"text": "", "tokens": [], "finish_reason": None})
+            c["text"] += event["text"]
+            c["tokens"] += event["tokens"]
+            c["finish_reason"] = event["finish_reason"] or c["finish_reason"]
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     out = [_choice(i, c, chat, k) for i, c in sorted(choices.items())]
     return JSONResponse({**head, "object": "chat.completion" if chat else "text_completion", "choices": out,
@@ -184,23 +185,27 @@ def _one(provenance: list[dict]) -> dict | list[dict]:
 
 
 async def _events(queue: asyncio.Queue, reqs: list[Completion], n: int, request: Request) -> AsyncIterator:
-    """(choice index, event) until every request is done; a client that goes away cancels its requests."""
+    """Each step's [(choice index, event), ...] until every request is done; a client that goes away cancels its
+    requests."""
     left = len(reqs)
     try:
         while left:
             try:
-                i, event = await asyncio.wait_for(queue.get(), timeout=5.0)
+                i, events = await asyncio.wait_for(queue.get(), timeout=5.0)
             except asyncio.TimeoutError:
                 if await request.is_disconnected():
                     return
                 continue
-            if "error" in event:
-                raise event["error"]
-            if "done" in event:
-                left -= 1
-                yield i, event
-            else:
-                yield i * n + event["index"], event
+            out = []
+            for event in events:
+                if "error" in event:
+                    raise event["error"]
+                if "done" in event:
+                    left -= 1
+                    out.append((i, event))
+                else:
+                    out.append((i * n + event["index"], event))
+            yield out
     finally:
         for req in reqs:
             req.cancelled = True  # no-op for finished ones; frees the rows of abandoned ones
@@ -212,24 +217,28 @@ async def _sse(events: AsyncIterator, head: dict, chat: bool, include_usage: boo
     started: set[int] = set()
     offsets: dict[int, int] = {}  # characters of each choice sent so far (legacy logprobs' text_offset)
     try:
-        async for index, event in events:
-            if "done" in event:
-                usage["prompt_tokens"] += event["prompt_tokens"]
-                usage["completion_tokens"] += event["completion_tokens"]
-                continue
-            if chat:
-                delta = {"content": event["text"]}
-                if index not in started:
-                    delta["role"] = "assistant"
-                    started.add(index)
-                choice = {"index": index, "delta": delta, "finish_reason": event["finish_reason"],
-                          "logprobs": _chat_logprobs(event["tokens"]) if event["tokens"] else None}
-            else:
-                at = offsets.get(index, 0)
-                offsets[index] = at + len(event["text"])
-                choice = {"index": index, "text": event["text"], "finish_reason": event["finish_reason"],
-                          "logprobs": _legacy_logprobs(event["tokens"], at) if event["tokens"] else None}
-            yield _data({**head, "object": obj, "choices": [choice]})
+        async for step in events:
+            chunks = []  # one write per step
+            for index, event in step:
+                if "done" in event:
+                    usage["prompt_tokens"] += event["prompt_tokens"]
+                    usage["completion_tokens"] += event["completion_tokens"]
+                    continue
+                if chat:
+                    delta = {"content": event["text"]}
+                    if index not in started:
+                        delta["role"] = "assistant"
+                        started.add(index)
+                    choice = {"index": index, "delta": delta, "finish_reason": event["finish_reason"],
+                              "logprobs": _chat_logprobs(event["tokens"]) if event["tokens"] else None}
+                else:
+                    at = offsets.get(index, 0)
+                    offsets[index] = at + len(event["text"])
+                    choice = {"index": index, "text": event["text"], "finish_reason": event["finish_reason"],
+                              "logprobs": _legacy_logprobs(event["tokens"], at) if event["tokens"] else None}
+                chunks.append(_data({**head, "object": obj, "choices": [choice]}))
+            if chunks:
+                yield "".join(chunks)
     except APIError as e:
         from genlab.serve.errors import body
 
