@@ -1,8 +1,10 @@
 """genlab's installed version, as recorded in saved models, manifests and model cards."""
 
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 
 
+@cache  # read from the installed metadata once per process (every manifest and served answer names it)
 def genlab_version() -> str:
     try:
         return version("genlab")

@@ -39,13 +39,23 @@ class Server:
         self.slots: asyncio.Semaphore | None = None  # the compute threads free
         self.waiting = 0  # requests queued for a compute thread (counted in the event loop: no lock needed)
         self.jobs: Any = None
+        self._capabilities: dict[tuple, dict[str, Any]] = {}  # (config.toml, its mtime and size) -> capabilities
 
     # -- runs -------------------------------------------------------------------------------------------------
     def capabilities(self, name: str) -> dict[str, Any]:
-        """What a run can do, from its config alone (no weights loaded)."""
+        """What a run can do, from its config alone (no weights loaded); read again when the file changes."""
+        path = self.pool.path(name) / CONFIG_TOML
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        if key not in self._capabilities:
+            self._capabilities[key] = self._read_capabilities(path)
+        return self._capabilities[key]
+
+    @staticmethod
+    def _read_capabilities(path: Path) -> dict[str, Any]:
         from genlab.config import read_toml
 
-        raw = read_toml(self.pool.path(name) / CONFIG_TOML)
+        raw = read_toml(path)
         family_cls = registry.get_family(str(raw.get("family", "?")))
         modality = registry.get_modality(str(raw.get("modality") or family_cls.modality))
         endpoints = []
@@ -79,7 +89,8 @@ class Server:
             listed = ", ".join(caps["endpoints"]) or "none"
             raise APIError(400, f"'{name}' is a {caps['family']} run on {caps['modality']} data; it serves {listed}",
                            param=param, code="unsupported_model")
-        return await asyncio.to_thread(self.pool.get, name, param=param)  # not behind long generations
+        ready = self.pool.ready(name)
+        return ready if ready is not None else await asyncio.to_thread(self.pool.get, name, param=param)
 
     def engine(self, served: Served) -> Any:
         """The run's continuous batch (made on first use, with the run's watermark)."""

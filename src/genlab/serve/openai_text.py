@@ -133,7 +133,7 @@ async def _serve(app_state: Any, body: Any, prompts: list[str], request: Request
     served = await app_state.served(body.model, need="/v1/chat/completions" if chat else "/v1/completions")
     engine: Engine = app_state.engine(served)
     model = served.run.model
-    ids = [await asyncio.to_thread(model.encode_prompt, p) for p in prompts]  # a prompt too long: 400
+    ids = [model.encode_prompt(p) for p in prompts]  # a prompt too long: 400 (at most --max-body of text)
     loop, queue = asyncio.get_running_loop(), asyncio.Queue()
     reqs = []
     for i, prompt_ids in enumerate(ids):

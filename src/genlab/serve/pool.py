@@ -22,6 +22,7 @@ from genlab.serve.config import ServeConfig
 from genlab.serve.errors import APIError
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+RECHECK_S = 1.0  # a run's folder found inside the root is trusted this long before it is checked again
 
 
 @dataclass
@@ -44,6 +45,7 @@ class RunPool:
         self.loaded: collections.OrderedDict[str, Served] = collections.OrderedDict()  # least recently used first
         self.lock = threading.Lock()
         self.loading: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
+        self.checked: dict[str, float] = {}  # run name -> when its folder was last found to be a run inside the root
 
     def names(self) -> list[str]:
         """Every run directly inside the runs folder."""
@@ -57,14 +59,19 @@ class RunPool:
         if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
             raise APIError(400, f"{param} must be a run's folder name (letters, digits, '.', '_', '-'); "
                            "GET /v1/models lists them", param=param, code="invalid_model")
+        checked = self.checked.get(name)
+        if checked is not None and time.monotonic() - checked < RECHECK_S:
+            return self.root / name
         path = self.root / name
         try:
             inside = path.resolve().parent == self.root and not path.is_symlink()
         except OSError:
             inside = False
         if not inside or not (path / CONFIG_TOML).is_file():
+            self.checked.pop(name, None)
             raise APIError(404, f"no run named '{name}' in the served folder; GET /v1/models lists them",
                            param=param, code="model_not_found")
+        self.checked[name] = time.monotonic()
         return path
 
     def get(self, name: Any, *, param: str = "model") -> Served:
@@ -85,6 +92,18 @@ class RunPool:
                 self.loaded[name] = served
                 self._evict(keep=name)
             return served
+
+    def ready(self, name: str) -> Served | None:
+        """The loaded run ``name`` when its files have not changed (no waiting: for the event loop), else None."""
+        with self.lock:
+            served = self.loaded.get(name)
+        if served is None or _stamp(self.root / name) != served.stamp:
+            return None
+        with self.lock:
+            if name in self.loaded:
+                self.loaded.move_to_end(name)
+        served.used = time.monotonic()
+        return served
 
     def _load(self, name: str, path: Path, stamp: tuple) -> Served:
         from genlab.runs import Run
