@@ -59,6 +59,7 @@ bench: install .bench-sdv/.installed
 	$(BIN)/python bench/threads_under_load.py
 	$(BIN)/python bench/tabular.py --sdv-python .bench-sdv/bin/python
 	$(BIN)/python bench/music.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) .bench-sdv runs bench/results .pytest_cache

@@ -19,18 +19,14 @@ Everything here is a client on loopback, in the caller's process; the server is 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
-import os
 import random
 import re
-import socket
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,62 +36,11 @@ import httpx
 PROMPTS = ["ROMEO:\n", "JULIET:\nO ", "First Citizen:\n", "KING:\nWhat ", "HAMLET:\nTo be, ", "Nurse:\n", ""]
 
 
-# -- the server ---------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# -- the server: started as the tests start it (tests/serve_helpers.py) ---------------------------------------------
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import serve_helpers  # noqa: E402
 
-
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def rss(self) -> int:
-        """Resident memory of the server process, bytes."""
-        import psutil
-
-        return psutil.Process(self.proc.pid).memory_info().rss
-
-
-@contextlib.contextmanager
-def start_server(runs: Path, *args: str, log: Path, env: dict[str, str] | None = None,
-                 wait_s: float = 120.0) -> Iterator[Server]:
-    """``genlab serve --runs RUNS ARGS`` on a free loopback port, its output in ``log``; stopped on exit."""
-    port = free_port()
-    log.parent.mkdir(parents=True, exist_ok=True)
-    out = open(log, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "genlab", "serve", "--runs", str(runs), "--port", str(port), *args],
-                            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + wait_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"genlab serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(url + "/v1/health", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("genlab serve did not answer in time")
-            time.sleep(0.2)
-        yield Server(url, proc, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        out.close()
+Server, free_port, start_server = serve_helpers.Server, serve_helpers.free_port, serve_helpers.start_server
 
 
 # -- small helpers --------------------------------------------------------------------------------------------------
