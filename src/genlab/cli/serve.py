@@ -36,6 +36,7 @@ def serve(
     max_batch: Annotated[int, typer.Option(help="sequences a model's running batch holds", min=1, max=1024)] = 64,
     queue: Annotated[int, typer.Option(help="requests waiting before 429 Too Many Requests", min=1, max=100_000)] = 256,
     workers: Annotated[int, typer.Option(help="requests other than completions computed at once", min=1, max=64)] = 2,
+    threads: Annotated[int, typer.Option(help="PyTorch threads per batch and worker (0: one per core)", min=0, max=1024)] = 0,
     max_tokens: Annotated[int, typer.Option(help="most tokens a completion may ask for", min=1, max=1_000_000)] = 2048,
     max_n: Annotated[int, typer.Option(help="most outputs per request", min=1, max=1024)] = 16,
     max_rows: Annotated[int, typer.Option(help="most rows of a synthetic table per request", min=1, max=10**8)] = 100_000,
@@ -55,7 +56,7 @@ def serve(
     if not runs.is_dir():
         raise GenlabError(f"{runs}: no such folder (train a run into it first: genlab demo, or genlab train ...)")
     config = ServeConfig(runs=runs, host=host, port=port, max_memory=size(max_memory, "--max-memory"),
-                         max_jobs=max_jobs, batching=batching, max_batch=max_batch, queue=queue, workers=workers,
+                         max_jobs=max_jobs, batching=batching, max_batch=max_batch, queue=queue, workers=workers, threads=threads,
                          max_tokens=max_tokens, max_n=min(max_n, max_batch), max_rows=max_rows, max_body=size(max_body, "--max-body"),
                          max_upload=size(max_upload, "--max-upload"), cors=tuple(cors or ()),
                          require_keys=require_key, log_requests=log_requests)

@@ -100,7 +100,8 @@ class Server:
         def make(run: Any) -> Engine:
             processor = run.release.during().get("logits_processor")
             return Engine(run.model.model_, run.model.tokenizer_, eot_id(run.model.tokenizer_), processor=processor,
-                          batching=self.config.batching, max_batch=self.config.max_batch, queue=self.config.queue)
+                          batching=self.config.batching, max_batch=self.config.max_batch, queue=self.config.queue,
+                          threads=self.config.threads)
 
         return self.pool.engine(served, make)
 
@@ -136,6 +137,13 @@ def create_app(config: ServeConfig, *, jobs: bool = True) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        if config.threads:  # PyTorch's thread count is per thread: the workers' threads set theirs when made
+            import concurrent.futures
+
+            import torch
+
+            asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor(
+                initializer=torch.set_num_threads, initargs=(config.threads,), thread_name_prefix="genlab-worker"))
         if server.jobs is not None:
             server.jobs.start()
         yield

@@ -20,6 +20,7 @@ class ServeConfig:
     max_batch: int = 64  # rows (sequences) a model's running batch holds at once
     queue: int = 256  # requests waiting per model (and for other work) before 429 Too Many Requests
     workers: int = 2  # requests other than completions computed at once (images, music, embeddings ...)
+    threads: int = 0  # PyTorch threads per batch and worker (0: PyTorch's default, one per core)
     max_tokens: int = 2048  # most tokens one completion may ask for
     max_n: int = 16  # most outputs (completions, images, pieces) per request
     max_rows: int = 100_000  # most rows per request where n counts rows of one file (synthetic tables)

@@ -87,7 +87,8 @@ class Engine:
     """The batch of one text model, run by its own thread (``start`` it; ``close`` stops it)."""
 
     def __init__(self, model: Any, tokenizer: Any, eot: int, *, processor: Callable | None, batching: bool,
-                 max_batch: int, queue: int) -> None:
+                 max_batch: int, queue: int, threads: int = 0) -> None:
+        self.threads = threads  # PyTorch threads of the batch's own thread (0: the default)
         self.decoder = SlotDecoder(model, max_batch)
         self.tokenizer, self.eot, self.processor = tokenizer, eot, processor
         self.batching, self.max_batch, self.queue = batching, max_batch, queue
@@ -136,6 +137,8 @@ class Engine:
     # -- the loop ---------------------------------------------------------------------------------------------
     def _loop(self) -> None:
         torch.set_grad_enabled(False)
+        if self.threads:
+            torch.set_num_threads(self.threads)
         while True:
             with self.cond:
                 while not self.closed and not self.waiting and not self.active:
