@@ -54,7 +54,8 @@ def serve(
     from genlab.serve.keys import keys_path, read_keys
 
     if not runs.is_dir():
-        raise GenlabError(f"{runs}: no such folder (train a run into it first: genlab demo, or genlab train ...)")
+        raise GenlabError(f"{runs}: no such folder; train a run into it first, e.g. "
+                          f"`genlab train gpt --data shakespeare --config demo --out {runs / 'shk'}`")
     config = ServeConfig(runs=runs, host=host, port=port, max_memory=size(max_memory, "--max-memory"),
                          max_jobs=max_jobs, batching=batching, max_batch=max_batch, queue=queue, workers=workers, threads=threads,
                          max_tokens=max_tokens, max_n=min(max_n, max_batch), max_rows=max_rows, max_body=size(max_body, "--max-body"),
@@ -64,13 +65,28 @@ def serve(
         why = "--require-key asks for API keys" if config.loopback else f"serving on {host} needs API keys"
         raise GenlabError(f"{why} and {keys_path()} holds none: run `genlab keys create-api --name NAME` first"
                           + ("" if config.loopback else " (or serve on 127.0.0.1)"))
+    _check_port(host, port)
     app = create_app(config)
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-    err.print(f"serving {len(app.state.server.pool.names())} runs from {runs} at {where} (studio at {where}/, "
+    count = len(app.state.server.pool.names())
+    err.print(f"serving {count} run{'' if count == 1 else 's'} from {runs} at {where} (studio at {where}/, "
               f"API at {where}/v1, schema at {where}/openapi.json); API keys {'required' if config.keys_required else 'off'}",
               markup=False, highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="info" if log_requests else "warning",
                 access_log=log_requests, server_header=False)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse, in one line, an address that cannot be listened on (uvicorn would say it after starting)."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        if e.errno in (98, 48):  # EADDRINUSE on Linux, macOS
+            raise GenlabError(f"port {port} on {host} is in use; choose another --port") from None
+        raise GenlabError(f"cannot listen on {host}:{port} ({e.strerror.split(' (')[0]}); check --host") from None
 
 
 def create_api(name: Annotated[str, typer.Option(help="who or what uses the key, e.g. 'laptop' or 'ci'")]) -> None:
