@@ -220,6 +220,17 @@ def test_serving_off_loopback_without_keys_is_refused(runs, tmp_path):
     assert r.returncode == 2 and "keys create-api" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_serve_refuses_a_missing_folder_and_a_port_in_use(runs, url, tmp_path):
+    import os
+
+    port = url.rsplit(":", 1)[1]  # the module's server holds it
+    for args, said in ((["--runs", str(tmp_path / "none")], "no such folder"),
+                       (["--runs", str(runs), "--port", port], f"port {port} on 127.0.0.1 is in use")):
+        r = subprocess.run([sys.executable, "-m", "genlab", "serve", *args], capture_output=True, text=True,
+                           timeout=60, env={**os.environ})
+        assert r.returncode == 2 and said in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 # -- the pool -----------------------------------------------------------------------------------------------------------
 def test_pool_reloads_changed_runs_and_unloads_the_least_recently_used(trained_run, tmp_path):
     import os
