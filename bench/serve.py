@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 sys.path.insert(0, str(ROOT))
 
+import serve_clients as sc  # noqa: E402
 import serve_load as sl  # noqa: E402
 
 SHAPE = ["model.n_layer=6", "model.n_head=6", "model.n_embd=384", "model.block_size=256", "model.dropout=0.0",
@@ -167,13 +168,13 @@ def throughput(runs: Path, levels: list[int], rounds: int, ttft_repeats: int, lo
             sl.start_server(runs, "--no-batching", log=logs / "no-batching.log") as off:
         servers = {"batching": on, "no_batching": off}
         for s in servers.values():  # loads the run and makes its engine
-            asyncio.run(sl.stream_load(s.url, concurrency=2, requests=4, body=body))
+            asyncio.run(sc.stream_load(s.url, concurrency=2, requests=4, body=body))
         out["http_floor_ms"] = http_floor(on.url)
         for k, c in enumerate(levels):
             requests = max(ttft_repeats if c == 1 else 8, rounds * c)
             for mode in (["batching", "no_batching"] if k % 2 == 0 else ["no_batching", "batching"]):
-                load = asyncio.run(sl.stream_load(servers[mode].url, concurrency=c, requests=requests, body=body))
-                out[mode][str(c)] = row = sl.summarize(load)
+                load = asyncio.run(sc.stream_load(servers[mode].url, concurrency=c, requests=requests, body=body))
+                out[mode][str(c)] = row = sc.summarize(load)
                 print(f"  {mode:<11} {c:>3} clients: {row['tokens_per_s']:>7.0f} tokens/s, latency p50/p99 "
                       f"{row['latency_p50_ms']}/{row['latency_p99_ms']} ms, first token p50 {row['ttft_p50_ms']} ms",
                       flush=True)
@@ -217,7 +218,7 @@ def load_and_attack(runs: Path, run_dir: Path, home: Path, args, logs: Path) -> 
                         pass
 
             sampling = asyncio.create_task(sampler())
-            slow = asyncio.create_task(sl.slow_clients(server.url, key, model, stalled_each=4, hold_s=args.stall_s,
+            slow = asyncio.create_task(sc.slow_clients(server.url, key, model, stalled_each=4, hold_s=args.stall_s,
                                                        slow_bodies=4, byte_every_s=0.05))
             report = await sl.mixed_load(server.url, total=args.load_requests, concurrency=args.load_clients, key=key,
                                          model=model, max_body=MAX_BODY, secrets=secrets, seed=1, on_done=on_done)
@@ -225,7 +226,7 @@ def load_and_attack(runs: Path, run_dir: Path, home: Path, args, logs: Path) -> 
             slow_report = await slow
             stop.set()
             await sampling
-            probe = await sl.unbounded_generation_probe(server.url, key, model, requests=2, give_up_s=3.0,
+            probe = await sc.unbounded_generation_probe(server.url, key, model, requests=2, give_up_s=3.0,
                                                         then_wait_s=args.probe_wait_s)
             return report, slow_report, probe
 

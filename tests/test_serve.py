@@ -127,7 +127,8 @@ def test_generations_come_signed_and_verify_and_detect_find_them(url, tmp_path):
     item = r.json()["data"][0]
     text = base64.b64decode(item["b64_json"])
     assert item["filename"] == "sample-0000.txt" and text.startswith(PROMPT.encode())
-    files = [("files", ("sample-0000.txt", text)), ("files", ("sample-0000.txt.c2pa", base64.b64decode(item["c2pa_b64"])))]
+    sidecar = base64.b64decode(item["c2pa_b64"])
+    files = [("files", ("sample-0000.txt", text)), ("files", ("sample-0000.txt.c2pa", sidecar))]
     verdict = httpx.post(url + "/v1/verify", files=files, timeout=60).json()
     assert verdict["trusted"] and verdict["data"][0]["signature"] == "trusted"
     assert verdict["data"][0]["watermark"]["found"] and verdict["data"][0]["watermark"]["matches_manifest"]
@@ -193,7 +194,7 @@ def test_malformed_json_and_card_and_schema(url):
     assert page.status_code == 200 and "access-control-allow-origin" not in page.headers  # CORS closed
 
 
-# -- keys and limits ----------------------------------------------------------------------------------------------------
+# -- keys and limits ---------------------------------------------------------------------------------------------------
 def test_keys_are_required_and_limits_refuse(runs, genlab_home):
     key, record = create_key("test")
     stored = (genlab_home / "api-keys.json").read_text()
@@ -231,7 +232,7 @@ def test_serve_refuses_a_missing_folder_and_a_port_in_use(runs, url, tmp_path):
         assert r.returncode == 2 and said in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
-# -- the pool -----------------------------------------------------------------------------------------------------------
+# -- the pool ----------------------------------------------------------------------------------------------------------
 def test_pool_reloads_changed_runs_and_unloads_the_least_recently_used(trained_run, tmp_path):
     import os
 
@@ -257,7 +258,7 @@ def test_pool_reloads_changed_runs_and_unloads_the_least_recently_used(trained_r
             pool.path(bad)
 
 
-# -- schemathesis ---------------------------------------------------------------------------------------------------------
+# -- schemathesis ------------------------------------------------------------------------------------------------------
 def test_schemathesis_finds_no_server_error(url, tmp_path):
     st = Path(sys.executable).parent / "st"
     if not st.exists():
@@ -276,7 +277,8 @@ def test_two_servers_on_one_runs_folder_agree(url, runs):
 
     ask = {"model": "tiny", "prompt": PROMPT, "max_tokens": 16, "seed": 11}
     with server(runs) as other:
-        texts = [httpx.post(u + "/v1/completions", json=ask, timeout=60).json()["choices"][0]["text"] for u in (url, other)]
+        texts = [httpx.post(u + "/v1/completions", json=ask, timeout=60).json()["choices"][0]["text"]
+                 for u in (url, other)]
         assert texts[0] == texts[1]
         job = httpx.post(url + "/v1/jobs", json={"family": "tvae", "data": "diabetes", "name": "shared-job",
                                                  "set": ["train.max_steps=100000", "train.eval_every=0"]}).json()

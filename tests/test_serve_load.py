@@ -26,6 +26,7 @@ from genlab.serve.keys import create_key
 from serve_helpers import server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import serve_clients as sc  # noqa: E402
 import serve_load as sl  # noqa: E402
 
 MAX_TOKENS = 64
@@ -52,7 +53,7 @@ def test_mixed_load_with_attacks_is_answered_cleanly(served):
     url, key, folder, secrets = served
 
     async def run():
-        slow = asyncio.create_task(sl.slow_clients(url, key, "tiny", stalled_each=2, hold_s=3.0, slow_bodies=2,
+        slow = asyncio.create_task(sc.slow_clients(url, key, "tiny", stalled_each=2, hold_s=3.0, slow_bodies=2,
                                                    byte_every_s=0.03))
         report = await sl.mixed_load(url, total=300, concurrency=16, key=key, model="tiny", max_body=64 << 10,
                                      secrets=secrets, seed=7)

@@ -20,8 +20,9 @@ from genlab.errors import BadArgument, GenlabError
 log = logging.getLogger("genlab.serve")
 
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-         404: "not_found_error", 405: "invalid_request_error", 408: "timeout_error", 409: "conflict_error", 413: "invalid_request_error",
-         415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
+         404: "not_found_error", 405: "invalid_request_error", 408: "timeout_error", 409: "conflict_error",
+         413: "invalid_request_error", 415: "invalid_request_error", 422: "invalid_request_error",
+         429: "rate_limit_error",
          500: "server_error", 503: "server_error"}
 
 
@@ -31,7 +32,8 @@ SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
         "code": {"type": ["string", "null"]}}}}}
 DOCUMENTED = {"400": "Bad request: a field is missing, of the wrong type or out of range",
               "401": "An API key is required", "404": "No such run or endpoint",
-              "413": "The body or a file is too large", "429": "Too many requests wait: retry after Retry-After seconds"}
+              "413": "The body or a file is too large",
+              "429": "Too many requests wait: retry after Retry-After seconds"}
 
 
 class APIError(Exception):
