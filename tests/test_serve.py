@@ -258,6 +258,21 @@ def test_pool_reloads_changed_runs_and_unloads_the_least_recently_used(trained_r
             pool.path(bad)
 
 
+def test_a_run_without_weights_is_refused_without_naming_server_paths(trained_run, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from genlab.serve.app import create_app
+    from genlab.serve.config import ServeConfig
+
+    shutil.copytree(trained_run.path, tmp_path / "partial")
+    (tmp_path / "partial" / "model.safetensors").unlink()  # a run still training
+    with TestClient(create_app(ServeConfig(runs=tmp_path), jobs=False)) as c:
+        assert [m["id"] for m in c.get("/v1/models").json()["data"]] == ["partial"]
+        r = c.post("/v1/completions", json={"model": "partial", "prompt": "a", "max_tokens": 2})
+    assert r.status_code == 400 and "partial: no model.safetensors" in error_of(r)["message"]
+    assert str(tmp_path) not in r.text
+
+
 # -- schemathesis ------------------------------------------------------------------------------------------------------
 def test_schemathesis_finds_no_server_error(url, tmp_path):
     st = Path(sys.executable).parent / "st"

@@ -152,7 +152,7 @@ def create_app(config: ServeConfig, *, jobs: bool = True) -> FastAPI:
     app = FastAPI(title="genlab", version=genlab_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Every genlab run in a folder, over OpenAI's API and genlab's own (docs/serving.md).")
     app.state.server = server
-    errors.install(app)
+    errors.install(app, hide=(str(config.runs.resolve()), str(config.runs)))
     app.include_router(openai_text.router(server))
     app.include_router(outputs.router(server))
     app.include_router(provenance.router(server))

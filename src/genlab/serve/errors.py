@@ -55,8 +55,14 @@ def response(err: APIError) -> JSONResponse:
                         headers=err.headers)
 
 
-def install(app: FastAPI) -> None:
-    """Every failure answered in the one shape."""
+def install(app: FastAPI, hide: tuple[str, ...] = ()) -> None:
+    """Every failure answered in the one shape; a message names a run by its name, not where the server keeps it
+    (``hide``: the runs folder's paths)."""
+
+    def plain(message: str) -> str:
+        for folder in sorted({h.rstrip("/") for h in hide if h not in ("", ".")}, key=len, reverse=True):
+            message = message.replace(folder + "/", "")
+        return " ".join(message.split())
 
     @app.exception_handler(APIError)
     async def _api(request: Request, exc: APIError) -> JSONResponse:
@@ -64,11 +70,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(BadArgument)
     async def _bad_argument(request: Request, exc: BadArgument) -> JSONResponse:
-        return response(APIError(400, str(exc), param=exc.param, code="invalid_value"))
+        return response(APIError(400, plain(str(exc)), param=exc.param, code="invalid_value"))
 
     @app.exception_handler(GenlabError)
     async def _genlab(request: Request, exc: GenlabError) -> JSONResponse:
-        return response(APIError(400, " ".join(str(exc).split()), code="invalid_request"))
+        return response(APIError(400, plain(str(exc)), code="invalid_request"))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
