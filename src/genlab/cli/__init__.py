@@ -1,10 +1,10 @@
 """The ``genlab`` command line: one subcommand per verb, each a thin layer over the Python API.
 
 The verbs live by theme (``runs.py``: train, eval, export, runs, data list, demo; ``generate.py``: sample, vary,
-interpolate; ``release.py``: keys, verify, detect, audit, card; ``text.py``: fill, embed, complete; ``serve.py``:
-serve and its API keys) and are named
-here, once. Bad input (``GenlabError``) prints one line and exits with code 2, without a traceback; a bad argument
-is named by its flag.
+interpolate; ``release.py``: keys, verify, detect, audit, card; ``text.py``: fill, embed, complete;
+``recommend.py``: recommend; ``tune.py``: tune; ``serve.py``: serve and its API keys) and are named here, once.
+Bad input (``GenlabError``) prints one line and exits with code 2, without a traceback; a bad argument is named by
+its flag.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import typer
 from rich.text import Text
 
 from genlab import progress
-from genlab.cli import generate, release, runs, serve, settings, text
+from genlab.cli import generate, recommend, release, runs, serve, settings, text, tune
 from genlab.cli.common import err
 from genlab.errors import BadArgument, GenlabError
 
@@ -63,7 +63,8 @@ for name, verb in (("train", runs.train), ("sample", generate.sample), ("vary", 
                    ("interpolate", generate.interpolate), ("eval", runs.eval_), ("export", runs.export),
                    ("runs", runs.runs), ("demo", runs.demo), ("verify", release.verify), ("detect", release.detect),
                    ("audit", release.audit), ("card", release.card), ("fill", text.fill), ("embed", text.embed),
-                   ("complete", text.complete), ("serve", serve.serve)):
+                   ("complete", text.complete), ("serve", serve.serve),
+                   ("recommend", recommend.recommend), ("tune", tune.tune)):
     app.command(name)(_verb(verb))
 data_app.command("list")(_verb(runs.data_list))
 data_app.command("describe")(_verb(runs.data_describe))
