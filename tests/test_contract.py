@@ -23,7 +23,7 @@ def example_options(modality) -> dict:
 
 def untrained_loss(run: genlab.Run) -> float:
     """The validation loss of the same network freshly built (same seed, no training), on the loop's batches."""
-    fresh = type(run.model)(run.config.model)
+    fresh = type(run.model)(run.config.model, parent=run.model.parent)  # a tuned family starts from its parent
     fresh.build(run.data, seed=run.config.train.seed)
     return Trainer(fresh, run.data, run.config.train, progress=False).validate()
 
@@ -35,8 +35,14 @@ def test_family_contract(name, tmp_path, one_thread):
     modality = registry.get_modality(family_cls.modality)
     data = modality.example(tmp_path / "data")
 
+    parent = None
+    if family_cls.uses_parent:  # a family that builds on a run (lora tunes a gpt): the smallest gpt run first
+        gpt = registry.get_family("gpt")
+        parent = genlab.train("gpt", data, out=tmp_path / "parent", overrides=[*gpt.example["set"], *BUDGET]).path
+
     # Run
-    run = genlab.train(name, data, out=tmp_path / "run", overrides=[*family_cls.example.get("set", ()), *BUDGET])
+    run = genlab.train(name, data, out=tmp_path / "run", overrides=[*family_cls.example.get("set", ()), *BUDGET],
+                       parent=parent)
     again = genlab.load(run.path)
 
     # Assert 1: training lowered the validation loss (a family without gradient steps: a finite loss)

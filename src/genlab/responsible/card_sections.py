@@ -26,8 +26,10 @@ SIGNING_NOTE = (
 def lede(info: dict[str, Any]) -> str:
     n = (info["summary"] or {}).get("n_params")
     size = f"{_count(n)}-parameter " if n else ""
-    return (f"A {size}`{info['family']}` model ({info['modality']}) trained from scratch with "
-            f"genlab on `{info['dataset']}`.")
+    lineage = info.get("lineage")
+    how = (f"{lineage.get('relation', 'made from')} the run `{lineage.get('name', '?')}`" if lineage
+           else "trained from scratch")
+    return f"A {size}`{info['family']}` model ({info['modality']}) {how} with genlab on `{info['dataset']}`."
 
 
 def model_section(info: dict[str, Any]) -> str:
