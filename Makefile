@@ -60,6 +60,8 @@ bench: install .bench-sdv/.installed
 	$(BIN)/python bench/tabular.py --sdv-python .bench-sdv/bin/python
 	$(BIN)/python bench/music.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/recommend.py
+	$(BIN)/python bench/tune.py
 
 clean:
 	rm -rf $(VENV) .bench-sdv runs bench/results .pytest_cache
