@@ -23,7 +23,7 @@ HIDDEN_EVERY = 5  # closed-form validation: every fifth positive of a row is hid
 class RatingsFamily(Family):
     modality = "ratings"
     data_interface = "ratings"
-    hints: ClassVar[tuple[str, ...]] = ("genlab recommend {run} --user ID",)
+    hints: ClassVar[tuple[str, ...]] = ("genlab recommend {run} --user 1 --k 10",)  # as the user option's example
 
     def build(self, data: Any, *, seed: int) -> None:
         self.n_items_ = data.n_items
