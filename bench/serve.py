@@ -106,7 +106,7 @@ def sample_ttft(run_dir: Path, repeats: int) -> dict:
     import threading
 
     import genlab
-    from genlab.models.gpt import eot_id
+    from genlab.data.tokenizers import eot_id
     from genlab.serve.engine import Completion, Engine
 
     run = genlab.load(run_dir)
@@ -135,7 +135,7 @@ def sample_ttft(run_dir: Path, repeats: int) -> dict:
                    on_text=lambda piece: first or first.append(time.perf_counter()))
         if i >= 0:
             times.append(first[0] - t0)
-    engine = Engine(model.model_, model.tokenizer_, eot_id(model.tokenizer_), batching=True, max_batch=4, queue=4,
+    engine = Engine(model.causal_lm(), model.tokenizer_, eot_id(model.tokenizer_), batching=True, max_batch=4, queue=4,
                     processor=run.release.during().get("logits_processor")).start()
     batch = [batch_first(max(i, 0)) for i in range(-2, repeats)][2:]
     engine.close()

@@ -114,6 +114,21 @@ def test_the_merged_export_gives_the_childs_logits(tuned, tmp_path):
     assert not torch.allclose(got, base, atol=1e-3)
 
 
+def test_the_server_completes_from_the_tuned_weights(tuned):
+    """The continuous batch decodes the merged network: a seeded completion is the child's own sample."""
+    from fastapi.testclient import TestClient
+
+    from genlab.serve.app import create_app
+    from genlab.serve.config import ServeConfig
+
+    child = tuned[0]
+    with TestClient(create_app(ServeConfig(runs=child.path.parent), jobs=False)) as c:
+        r = c.post("/v1/completions", json={"model": child.path.name, "prompt": "The", "max_tokens": 12, "seed": 4})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["text"] == child.sample(1, prompt="The", max_new_tokens=12, seed=4,
+                                                          temperature=1.0)[0]
+
+
 def test_full_fine_tuning_through_the_cli(trained_run, prose, tmp_path):
     # Run
     done = genlab_cli("tune", trained_run.path, "--data", prose, "--out", tmp_path / "full", "--full", "--steps", 10,

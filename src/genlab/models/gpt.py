@@ -132,6 +132,10 @@ class GPT(Family):
         return {**report, "unigram_entropy": unigram_entropy(data), "n_params": n_params(self.model_)}
 
     # -- sampling -------------------------------------------------------------------------------------------------
+    def causal_lm(self) -> GPT2LMHeadModel:
+        """The network that generates, for a decoder outside ``sample`` (the server's continuous batch)."""
+        return self.model_
+
     def encode_prompt(self, prompt: str) -> list[int]:
         ids = self.tokenizer_.encode(prompt).ids if prompt else [eot_id(self.tokenizer_)]
         if len(ids) > self.config.block_size:

@@ -203,6 +203,10 @@ class Lora(Family):
         return sum(t.numel() for t in net.state_dict().values()) if isinstance(net, Adapted) else n_params(net)
 
     # -- sampling and export: gpt's, on the merged weights -------------------------------------------------------
+    def causal_lm(self) -> torch.nn.Module:
+        """The merged network, for a decoder outside ``sample`` (the server's continuous batch)."""
+        return self.merged()
+
     def encode_prompt(self, prompt: str) -> list[int]:
         return self._gpt().encode_prompt(prompt)
 

@@ -60,7 +60,7 @@ class Server:
         modality = registry.get_modality(str(raw.get("modality") or family_cls.modality))
         endpoints = []
         if family_cls.generates:
-            if modality.streams:
+            if modality.streams and hasattr(family_cls, "causal_lm"):  # the continuous batch decodes its network
                 endpoints += ["/v1/completions", "/v1/chat/completions", "/v1/code/completions"]
             endpoints.append(f"/v1/{modality.endpoint}/generations")
         if hasattr(family_cls, "fill"):
@@ -94,12 +94,12 @@ class Server:
 
     def engine(self, served: Served) -> Any:
         """The run's continuous batch (made on first use, with the run's watermark)."""
+        from genlab.data.tokenizers import eot_id
         from genlab.serve.engine import Engine
-        from genlab.models.gpt import eot_id
 
         def make(run: Any) -> Engine:
-            processor = run.release.during().get("logits_processor")
-            return Engine(run.model.model_, run.model.tokenizer_, eot_id(run.model.tokenizer_), processor=processor,
+            model, processor = run.model, run.release.during().get("logits_processor")
+            return Engine(model.causal_lm(), model.tokenizer_, eot_id(model.tokenizer_), processor=processor,
                           batching=self.config.batching, max_batch=self.config.max_batch, queue=self.config.queue,
                           threads=self.config.threads)
 

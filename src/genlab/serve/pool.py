@@ -35,7 +35,6 @@ class Served:
     nbytes: int  # what it is counted as in the memory budget
     engine: Any = None  # serve.engine.Engine, made on the first completion
     lock: threading.Lock = field(default_factory=threading.Lock)
-    used: float = field(default_factory=time.monotonic)
 
 
 class RunPool:
@@ -78,16 +77,11 @@ class RunPool:
         """The loaded run ``name`` (loaded now if needed, or again if its files changed)."""
         path = self.path(name, param=param)
         with self.loading[name]:  # one load per run at a time; other runs load meanwhile
-            stamp = _stamp(path)
-            with self.lock:
-                served = self.loaded.get(name)
-                if served is not None and served.stamp == stamp:
-                    self.loaded.move_to_end(name)
-                    served.used = time.monotonic()
-                    return served
+            served = self.ready(name)
             if served is not None:
-                self.unload(name)
-            served = self._load(name, path, stamp)
+                return served
+            self.unload(name)  # never loaded, or its files changed
+            served = self._load(name, path, _stamp(path))
             with self.lock:
                 self.loaded[name] = served
                 self._evict(keep=name)
@@ -101,8 +95,7 @@ class RunPool:
             return None
         with self.lock:
             if name in self.loaded:
-                self.loaded.move_to_end(name)
-        served.used = time.monotonic()
+                self.loaded.move_to_end(name)  # the most recently used
         return served
 
     def _load(self, name: str, path: Path, stamp: tuple) -> Served:
