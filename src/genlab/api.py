@@ -65,6 +65,12 @@ def train(
     config_file = config_path(config_file) if config_file is not None else None  # a file, or a shipped config's name
     if out.exists() and not out.is_dir():
         raise GenlabError(f"{out} is a file, not a run folder; choose a new --out")
+    if parent is not None and not resume:  # refused before any folder is made or any data read
+        if Path(parent).resolve() == out.resolve():
+            raise GenlabError(f"{out} is the base run it builds on, which is never written: choose a new folder")
+        if not (Path(parent) / CONFIG_TOML).is_file():
+            raise GenlabError(f"{parent} is not a genlab run (no {CONFIG_TOML}); see `genlab runs`")
+        family_cls.check_parent(read_run_config(Path(parent)))
     config = source = None
     if not resume:  # bad settings and an unknown dataset are refused before any folder is made
         modality = modality_for(family_cls, data)
@@ -230,8 +236,6 @@ def _parent(family_cls: type, parent: str | Path | None, out: Path, resume: bool
         return None
     if not family_cls.uses_parent:
         raise GenlabError(f"the {family_cls.name} family trains from scratch; it takes no parent run")
-    if Path(parent).resolve() == out.resolve():
-        raise GenlabError(f"{out} cannot be its own parent; choose a new folder for the new run")
     return Run.load(parent)
 
 

@@ -9,9 +9,7 @@ import typer
 from rich.text import Text
 
 import genlab
-from genlab import registry
 from genlab.cli.common import RunArg, err, out, table
-from genlab.errors import GenlabError
 from genlab.numbers import duration
 
 FULL_LR = ["train.lr=3e-4", "train.min_lr=3e-5"]  # every weight moves: a tenth of the adapters' rate
@@ -30,15 +28,6 @@ def tune(
 ) -> None:
     """Tune a gpt run to your own writing with low-rank adapters (LoRA); the new run stores only the adapter,
     samples like any run, and exports merged weights. Prints held-out perplexity before and after."""
-    from genlab.runs import read_run_config
-
-    if Path(out_).resolve() == Path(run).resolve():
-        raise GenlabError(f"--out {out_} is the base run; tuning never writes into it: choose a new folder")
-    if not (Path(run) / "config.toml").is_file():
-        raise GenlabError(f"{run} is not a genlab run (no config.toml); see `genlab runs`")
-    parent = read_run_config(Path(run))
-    if parent.family != "gpt" or parent.modality != registry.get_family("lora").modality:
-        raise GenlabError(f"{run} is a {parent.family} run on {parent.modality}; only gpt runs on text can be tuned")
     overrides = [*(FULL_LR if full else ()), *(set_ or ())]
     shorthands = {"model.full": "true" if full else None, "model.rank": rank, "train.max_steps": steps,
                   "train.seed": seed}

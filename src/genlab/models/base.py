@@ -52,6 +52,11 @@ class Family:
     export_usage: ClassVar[str] = ""  # a few lines of Python that use an exported folder ({path}), for its README
     example: ClassVar[dict[str, Any]] = {}  # its smallest settings, {"set": [overrides]}, on its modality's example data
 
+    @classmethod
+    def check_parent(cls, parent: Any) -> None:
+        """Refuse a parent run (its config, a ``RunConfig``) this family cannot build on; families with
+        ``uses_parent`` say which (``api.train`` asks before anything is read or made)."""
+
     def __init__(self, config: Any, *, parent: Any = None, modality: str | None = None, privacy: Any = None) -> None:
         from genlab.config import PrivacyConfig
 

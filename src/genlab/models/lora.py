@@ -109,16 +109,18 @@ class Lora(Family):
         return TextData(stand_in, folder)
 
     # -- networks -------------------------------------------------------------------------------------------------
+    @classmethod
+    def check_parent(cls, parent: Any) -> None:
+        if parent.family != GPT.name or parent.modality != cls.modality:
+            raise GenlabError(f"the parent is a {parent.family} run on {parent.modality}; only gpt runs on text can "
+                              "be tuned")
+
     @property
     def base_(self) -> GPT:
         """The parent's gpt family (its network is read, never trained or written)."""
-        parent = self.parent
-        if parent is None:
+        if self.parent is None:
             raise GenlabError("the lora family builds on a gpt run; its parent run is missing (moved or deleted?)")
-        if parent.config.family != GPT.name or parent.config.modality != type(self).modality:
-            raise GenlabError(f"{parent.path} is a {parent.config.family} run on {parent.config.modality}; "
-                              "only gpt runs on text can be tuned")
-        return parent.model
+        return self.parent.model
 
     def build(self, data: TextData, *, seed: int) -> None:
         base = self.base_
