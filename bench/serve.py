@@ -106,7 +106,6 @@ def sample_ttft(run_dir: Path, repeats: int) -> dict:
     import threading
 
     import genlab
-    from genlab.data.tokenizers import eot_id
     from genlab.serve.engine import Completion, Engine
 
     run = genlab.load(run_dir)
@@ -135,11 +134,10 @@ def sample_ttft(run_dir: Path, repeats: int) -> dict:
                    on_text=lambda piece: first or first.append(time.perf_counter()))
         if i >= 0:
             times.append(first[0] - t0)
-    engine = Engine(model.causal_lm(), model.tokenizer_, eot_id(model.tokenizer_), batching=True, max_batch=4, queue=4,
-                    processor=run.release.during().get("logits_processor")).start()
+    engine = Engine.for_run(run, max_batch=4, queue=4).start()
     batch = [batch_first(max(i, 0)) for i in range(-2, repeats)][2:]
     engine.close()
-    params = sum(p.numel() for p in run.model.model_.parameters())
+    params = sum(p.numel() for p in run.model.causal_lm().parameters())
     return {"p50_ms": round(1000 * statistics.median(times), 2), "min_ms": round(1000 * min(times), 2),
             "batch_p50_ms": round(1000 * statistics.median(batch), 2), "repeats": repeats, "parameters": params}
 

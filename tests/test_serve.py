@@ -87,13 +87,10 @@ def test_completion_options_stop_n_logprobs_and_provenance(url, trained_run):
 def test_continuous_batch_gives_each_request_its_own_sample(trained_run):
     """Requests of different prompts, lengths (past the 32-token context: the window slides) and seeds, joining a
     running batch at different times, each get exactly `genlab sample`'s text for their seed."""
-    from genlab.data.tokenizers import eot_id
     from genlab.serve.engine import Completion, Engine
 
     model = trained_run.model
-    engine = Engine(model.causal_lm(), model.tokenizer_, eot_id(model.tokenizer_),
-                    processor=trained_run.release.during().get("logits_processor"), batching=True, max_batch=16,
-                    queue=16).start()
+    engine = Engine.for_run(trained_run, max_batch=16, queue=16).start()
     asks = [("HAMLET:\n", 50, 1, 1), ("To be", 20, 2, 2), ("", 60, 3, 1), ("KING:\nO", 35, 4, 3), ("a", 5, 5, 1)]
     got: dict[int, dict[int, str]] = {i: {} for i in range(len(asks))}
     done = threading.Semaphore(0)

@@ -94,16 +94,11 @@ class Server:
 
     def engine(self, served: Served) -> Any:
         """The run's continuous batch (made on first use, with the run's watermark)."""
-        from genlab.data.tokenizers import eot_id
         from genlab.serve.engine import Engine
 
-        def make(run: Any) -> Engine:
-            model, processor = run.model, run.release.during().get("logits_processor")
-            return Engine(model.causal_lm(), model.tokenizer_, eot_id(model.tokenizer_), processor=processor,
-                          batching=self.config.batching, max_batch=self.config.max_batch, queue=self.config.queue,
-                          threads=self.config.threads)
-
-        return self.pool.engine(served, make)
+        c = self.config
+        return self.pool.engine(served, lambda run: Engine.for_run(run, batching=c.batching, max_batch=c.max_batch,
+                                                                   queue=c.queue, threads=c.threads))
 
     # -- compute ----------------------------------------------------------------------------------------------
     async def compute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -101,6 +101,17 @@ class Engine:
         self.rate = collections.deque(maxlen=64)  # (time, tokens) of recent iterations: for Retry-After
         self.thread = threading.Thread(target=self._loop, name="genlab-batch", daemon=True)
 
+    @classmethod
+    def for_run(cls, run: Any, *, batching: bool = True, max_batch: int = 64, queue: int = 256,
+                threads: int = 0) -> Engine:
+        """The batch of a loaded run: the network its family decodes (``causal_lm``), marked as its release says."""
+        from genlab.data.tokenizers import eot_id
+
+        model = run.model
+        return cls(model.causal_lm(), model.tokenizer_, eot_id(model.tokenizer_),
+                   processor=run.release.during().get("logits_processor"), batching=batching, max_batch=max_batch,
+                   queue=queue, threads=threads)
+
     def start(self) -> Engine:
         self.thread.start()
         return self
