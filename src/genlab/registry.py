@@ -32,6 +32,7 @@ FAMILIES: dict[str, str] = {
     "popularity": "genlab.models.popularity:Popularity",
     "ease": "genlab.models.ease:EASE",
     "lora": "genlab.models.lora:Lora",
+    "vdm": "genlab.models.vdm:VDM",
 }
 
 # name -> "module:object" of a ``modalities.base.Modality``
@@ -42,6 +43,7 @@ MODALITIES: dict[str, str] = {
     "table": "genlab.modalities.table:TABLE",
     "music": "genlab.modalities.music:MUSIC",
     "ratings": "genlab.modalities.ratings:RATINGS",
+    "video": "genlab.modalities.video:VIDEO",
 }
 
 # name -> (modality, "module:object" of a ``data.dataset.DatasetInfo``)
@@ -60,6 +62,7 @@ DATASETS: dict[str, tuple[str, str]] = {
     "chorales": ("music", "genlab.data.music:CHORALES"),
     "folk": ("music", "genlab.data.music:FOLK"),
     "movielens-100k": ("ratings", "genlab.data.ratings:MOVIELENS_100K"),
+    "moving-digits": ("video", "genlab.data.video:MOVING_DIGITS"),
 }
 
 # name -> (what it reads: "file", "folder" or "any", "module:function" of a reader of the user's data). A reader takes
@@ -77,6 +80,7 @@ READERS: dict[str, tuple[str, str]] = {
     "trusted-roots": ("folder", "genlab.responsible.keys:trusted_roots"),
     "table-metadata": ("file", "genlab.data.table_meta:read_metadata"),
     "midi-file": ("file", "genlab.data.music:read_midi_file"),
+    "clip": ("any", "genlab.data.clips:read_clip"),  # a GIF, an MP4 or a folder of frames (`genlab continue`)
     "http-request": ("file", "genlab.serve.requests:read_request"),  # every request body of `genlab serve`
 }
 

@@ -1,7 +1,7 @@
 """Runs: a run is a folder holding everything about one trained model (``runfiles.py`` names its files).
 
 ``Run`` is the use-case face of a run folder: ``sample`` (generate, watermark, and return outputs that save
-themselves, signed), ``vary`` and ``interpolate`` (for families that can), ``evaluate``, ``audit``, ``detect``,
+themselves, signed), ``vary``, ``interpolate`` and ``continue_clip`` (for families that can), ``evaluate``, ``audit``, ``detect``,
 ``write_card`` and ``export``. The command line and the HTTP API call these; nothing here tests a modality's or a
 family's name: what differs comes from the run's modality plugin and its family.
 """
@@ -13,9 +13,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from genlab import config as cfgmod
 from genlab import registry
-from genlab.errors import GenlabError
+from genlab.errors import BadArgument, GenlabError
 from genlab.modalities.base import Modality, accepts
 from genlab.runfiles import (
     AUDIT_DIR,
@@ -115,6 +117,33 @@ class Run:
         self._check_outputs_fit(steps, options)
         return self.release.made(interpolate(steps, **options), watermark=watermark, action="interpolate",
                                  **{k: v for k, v in options.items() if k != "images"})
+
+    def continue_clip(self, clip: Any = None, frames: int = 10, *, held_out: int | None = None,
+                      watermark: bool | None = None, **options: Any) -> Any:
+        """The next ``frames`` frames of ``clip`` (uint8 (K, C, H, W)), or of clip ``held_out`` of the run's
+        held-out split (whose true future is then attached, for its contact sheet); families with
+        ``continue_clip``. The given frames come back unchanged; the new ones are watermarked like samples."""
+        extend = getattr(self.model, "continue_clip", None)
+        if extend is None:
+            raise GenlabError(f"the {self.config.family} family cannot continue a clip")
+        if (clip is None) == (held_out is None):
+            raise GenlabError("give a clip or a held-out clip's number (--held-out), not both or neither")
+        accepts(extend, options, f"{self.config.family} continuation")
+        truth = None
+        if held_out is not None:
+            count = self.data.counts["val"]
+            if not 0 <= held_out < count:
+                raise BadArgument("held_out", f"must be a held-out clip from 0 to {count - 1}, got {held_out}")
+            clip = self.data.raw("val", [held_out])[0]  # (T, C, H, W)
+        self._check_outputs_fit(options.get("n", 1), {})
+        out = extend(clip, frames, **options)
+        if held_out is not None:
+            future = clip[out.given : out.given + frames]
+            truth = np.repeat(future[None], len(out), 0) if len(future) else None
+        out = self.release.made(out, watermark=watermark, action="continue", frames=frames, held_out=held_out,
+                                **options)
+        out.truth = truth
+        return out
 
     # -- measuring --------------------------------------------------------------------------------------------
     def evaluate(self, *, save: bool = True, **options: Any) -> dict[str, Any]:

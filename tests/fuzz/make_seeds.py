@@ -134,6 +134,31 @@ def music_seeds() -> None:
     write(SEEDS / "modality-music/mixed/b.abc", ABC)
 
 
+def video_seeds() -> None:
+    """Small clips: a dot bouncing in 16x16 frames (20 frames, the default clip length), as GIF, MP4 and frames."""
+    from genlab.sample.video import gif_bytes, mp4_bytes
+
+    def clip(frames: int, channels: int = 1, seed: int = 0) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        x = np.zeros((frames, channels, 16, 16), dtype=np.uint8)
+        y0, x0 = rng.integers(0, 12, 2)
+        for f in range(frames):
+            y, z = abs((y0 + f) % 24 - 12), abs((x0 + 2 * f) % 24 - 12)  # bounces between 0 and 12
+            x[f, :, y : y + 4, z : z + 4] = rng.integers(128, 256, channels)[:, None, None]
+        return x
+
+    write(SEEDS / "clip/bouncing.gif", gif_bytes(clip(20)))
+    write(SEEDS / "clip/colour.gif", gif_bytes(clip(6, 3, 1)))
+    write(SEEDS / "clip/short.mp4", mp4_bytes(clip(8, 3, 2)))
+    for i, frame in enumerate(clip(5, 1, 3)):
+        write(SEEDS / f"clip/frames/{i:04d}.png", png(frame[0]))
+    for i in range(3):  # training holds one clip out
+        write(SEEDS / f"modality-video/gifs/clip-{i}.gif", gif_bytes(clip(20, 1, 10 + i)))
+    write(SEEDS / "modality-video/mixed/a.gif", gif_bytes(clip(20, 1, 20)))
+    write(SEEDS / "modality-video/mixed/b.mp4", mp4_bytes(clip(20, 3, 21)))
+    write(SEEDS / "modality-video/mixed/c.gif", gif_bytes(clip(24, 3, 22)))
+
+
 def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="genlab-seeds-"))
     os.environ["GENLAB_HOME"] = str(scratch / "home")
@@ -220,6 +245,7 @@ def main() -> None:
 
     # trusted roots: someone else's root certificate, shared to verify their files
     write(SEEDS / "trusted-roots/one-root/trusted/seeds.pem", identity.root_pem)
+    video_seeds()
 
     ours = [str(scratch), str(Path.home()), os.uname().nodename]
     ours = [s.encode() for s in ours if len(s) >= 6]  # a short host name would match random bytes

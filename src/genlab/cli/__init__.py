@@ -1,7 +1,7 @@
 """The ``genlab`` command line: one subcommand per verb, each a thin layer over the Python API.
 
 The verbs live by theme (``runs.py``: train, eval, export, runs, data list, demo; ``generate.py``: sample, vary,
-interpolate; ``release.py``: keys, verify, detect, audit, card; ``text.py``: fill, embed, complete;
+interpolate, continue; ``release.py``: keys, verify, detect, audit, card; ``text.py``: fill, embed, complete;
 ``recommend.py``: recommend; ``tune.py``: tune; ``serve.py``: serve and its API keys) and are named here, once.
 Bad input (``GenlabError``) prints one line and exits with code 2, without a traceback; a bad argument is named by
 its flag.
@@ -60,7 +60,7 @@ def _verb(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 for name, verb in (("train", runs.train), ("sample", generate.sample), ("vary", generate.vary),
-                   ("interpolate", generate.interpolate), ("eval", runs.eval_), ("export", runs.export),
+                   ("interpolate", generate.interpolate), ("continue", generate.continue_), ("eval", runs.eval_), ("export", runs.export),
                    ("runs", runs.runs), ("demo", runs.demo), ("verify", release.verify), ("detect", release.detect),
                    ("audit", release.audit), ("card", release.card), ("fill", text.fill), ("embed", text.embed),
                    ("complete", text.complete), ("serve", serve.serve),

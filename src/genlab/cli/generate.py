@@ -1,4 +1,4 @@
-"""Verbs that generate: sample (every generating family), vary and interpolate (families that can)."""
+"""Verbs that generate: sample (every generating family); vary, interpolate and continue (families that can)."""
 
 from __future__ import annotations
 
@@ -127,4 +127,43 @@ def interpolate(
     outputs = r.interpolate(steps, seed=seed, images=ends, watermark=watermark)
     announce_identity(r, sign)
     saved(outputs, out_dir or fresh(r.path / SAMPLES_DIR / "interpolate"), sign)
+    say_watermark(r, watermark)
+
+
+def continue_(
+    run: Annotated[Path, typer.Argument(help="run folder (vdm)")],
+    clip: Annotated[Optional[Path], typer.Argument(help="your clip: a GIF, an MP4 or a folder of PNG/JPEG frames")]
+    = None,
+    frames: Annotated[int, typer.Option(help="frames to predict after the given ones")] = 10,
+    given: Annotated[Optional[int], typer.Option(help="frames of the clip to continue from (default: the run's "
+                                                      "clip length minus --frames, at least 1)")] = None,
+    held_out: Annotated[Optional[int], typer.Option(help="continue clip I of the run's held-out split instead of "
+                                                         "your own; its true future is shown under the prediction")]
+    = None,
+    n: Annotated[int, typer.Option("--n", help="futures to make from the same frames")] = 1,
+    steps: Annotated[Optional[int], typer.Option(help="denoising steps (default: the run's model.sample_steps)")]
+    = None,
+    seed: Seed = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="new folder for the GIF and contact sheet")] = None,
+    watermark: Watermark = None,
+    sign: Sign = None,
+) -> None:
+    """Predict the next frames of your clip: its first frames unchanged, then the new ones, as a GIF (and MP4) and
+    a contact sheet showing given and predicted frames side by side."""
+    from genlab.data.clips import read_clip
+    from genlab.modalities.image import check_count
+
+    check_count("frames", frames)  # before any work, as the family would
+    check_count("n", n)
+    if given is not None:
+        check_count("given", given)
+    if (clip is None) == (held_out is None):
+        raise GenlabError("give your clip (a GIF, an MP4 or a folder of frames) or --held-out I, not both or neither")
+    check_new(out_dir)
+    frames_in = read_clip(clip) if clip is not None else None
+    r = genlab.load(run)
+    outputs = r.continue_clip(frames_in, frames, held_out=held_out, given=given, n=n, steps=steps, seed=seed,
+                              watermark=watermark)
+    announce_identity(r, sign)
+    saved(outputs, out_dir or fresh(r.path / SAMPLES_DIR / "continue"), sign, prefix="continued")
     say_watermark(r, watermark)

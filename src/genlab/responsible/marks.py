@@ -62,7 +62,7 @@ class Marks:
 
 # -- the two schemes genlab has ---------------------------------------------------------------------------------
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".py"})
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})  # GIFs: the video scheme
 
 
 class TextMarks(Marks):
