@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from genlab.errors import BadArgument, GenlabError
 from genlab.files import Writer, atomic_folder, write_plain
 
@@ -74,6 +76,25 @@ class Outputs:
                 raise GenlabError("these outputs were not made through a run, so there is no run to sign them for")
             return write_plain
         return self.release.writer(self.generation, sign=sign)
+
+
+class PixelOutputs(Outputs, np.ndarray):
+    """Outputs that are a uint8 NumPy array (images, clips): arithmetic on them gives plain arrays (no longer
+    outputs); slices and copies keep the type and what is attached to them (``attached``)."""
+
+    attached: ClassVar[tuple[str, ...]] = ("prompt", "release", "generation")  # carried besides the pixels
+
+    def __new__(cls, pixels: Any) -> PixelOutputs:
+        return np.asarray(pixels, dtype=np.uint8).view(cls)
+
+    def __array_finalize__(self, obj: Any) -> None:
+        for name in self.attached:
+            if name in getattr(obj, "__dict__", {}):
+                setattr(self, name, obj.__dict__[name])
+
+    def __array_wrap__(self, array: Any, context: Any = None, return_scalar: bool = False) -> Any:
+        array = np.asarray(array)
+        return array[()] if return_scalar else array
 
 
 # -- the modality -----------------------------------------------------------------------------------------------

@@ -19,31 +19,14 @@ import numpy as np
 
 from genlab.data.images import IMAGE_SUFFIXES, ImageData, ImageDataConfig, folder_source, prepare_images
 from genlab.errors import BadArgument
-from genlab.modalities.base import Modality, Option, Outputs
+from genlab.modalities.base import Modality, Option, PixelOutputs
 from genlab.responsible.marks import ImageMarks
 
-ATTACHED = ("prompt", "release", "generation")  # what outputs carry besides pixels
 
-
-class Images(Outputs, np.ndarray):
-    """uint8 images (N, C, H, W), C = 1 (grey) or 3 (RGB): a NumPy array that knows how to become files.
-
-    Arithmetic on it gives plain arrays (it is no longer outputs); slices and copies stay ``Images``.
-    """
+class Images(PixelOutputs):
+    """uint8 images (N, C, H, W), C = 1 (grey) or 3 (RGB): a NumPy array that knows how to become files."""
 
     modality = "image"
-
-    def __new__(cls, images: Any) -> Images:
-        return np.asarray(images, dtype=np.uint8).view(cls)
-
-    def __array_finalize__(self, obj: Any) -> None:
-        for name in ATTACHED:
-            if name in getattr(obj, "__dict__", {}):
-                setattr(self, name, obj.__dict__[name])
-
-    def __array_wrap__(self, array: Any, context: Any = None, return_scalar: bool = False) -> Any:
-        array = np.asarray(array)
-        return array[()] if return_scalar else array
 
     def files(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         """``{prefix}-0000.png`` ... one per image, and all of them as ``grid.png``."""

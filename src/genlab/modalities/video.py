@@ -22,32 +22,22 @@ import numpy as np
 from genlab.data.clips import clip_files, read_clip
 from genlab.data.video import ClipFolder, VideoData, VideoDataConfig, prepare_video
 from genlab.errors import GenlabError
-from genlab.modalities.base import Modality, Option, Outputs
+from genlab.modalities.base import Modality, Option, PixelOutputs
 from genlab.responsible.marks import ImageMarks, WatermarkVerdict
 
-ATTACHED = ("prompt", "release", "generation", "given", "truth")
 
-
-class Clips(Outputs, np.ndarray):
-    """uint8 clips (N, T, C, H, W): a NumPy array that knows how to become files (slices stay ``Clips``)."""
+class Clips(PixelOutputs):
+    """uint8 clips (N, T, C, H, W): a NumPy array that knows how to become files."""
 
     modality = "video"
+    attached = (*PixelOutputs.attached, "given", "truth")
     given: int = 0  # leading frames of each clip that were given, not generated
     truth: np.ndarray | None = None  # (N, F, C, H, W) the true future of a continued clip, when known
 
     def __new__(cls, clips: Any, *, given: int = 0, truth: np.ndarray | None = None) -> Clips:
-        out = np.asarray(clips, dtype=np.uint8).view(cls)
+        out = super().__new__(cls, clips)
         out.given, out.truth = given, truth
         return out
-
-    def __array_finalize__(self, obj: Any) -> None:
-        for name in ATTACHED:
-            if name in getattr(obj, "__dict__", {}):
-                setattr(self, name, obj.__dict__[name])
-
-    def __array_wrap__(self, array: Any, context: Any = None, return_scalar: bool = False) -> Any:
-        array = np.asarray(array)
-        return array[()] if return_scalar else array
 
     def files(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         """``{prefix}-0000.gif`` (+ ``.mp4``) and ``{prefix}-0000.png`` per clip, and ``sheet.png`` of them all."""
@@ -113,15 +103,6 @@ class VideoMarks(ImageMarks):
 
     scheme = "genlab-image-v1"
     suffixes = frozenset({".gif", ".mp4"})
-
-    def __init__(self, release: Any) -> None:
-        from genlab.responsible.image_watermark import MIN_SIZE
-
-        self.payload = release.identity.payload
-        h, w = release.run.data.shape[2:]  # (T, C, H, W) of the run's clips
-        self.too_small = min(h, w) < MIN_SIZE
-        self.note = f"frames under {MIN_SIZE}x{MIN_SIZE} pixels cannot carry the watermark; signed only" \
-            if self.too_small else ""
 
     def after(self, clips: Any) -> Any:
         """Every generated frame marked (a continuation's given frames are left as they were)."""

@@ -1,11 +1,19 @@
 """Video diffusion (after Ho et al. 2022): one factorised space-time UNet that generates clips and continues them.
 
 The network (``video_unet.py``) sees a noisy clip, the frames it is given (clean, the last one held in place of
-every frame still to make: ``hold_last``) and a mask of which those are. In
-training, each clip gives its first k frames, with k = 0 for a share ``model.p_free`` of clips (generation) and k
-uniform in 1..T-1 otherwise (continuation, as in masked conditional video diffusion, Voleti et al. 2022); the loss
-is the v-prediction MSE (Salimans & Ho 2022) on the frames not given, with Min-SNR-γ weights, at timesteps drawn
-from a cosine schedule. An EMA copy (network "ema") samples, continues, evaluates and gives the validation loss.
+every frame still to make: ``hold_last``) and a mask of which those are. What is diffused is each frame's change
+from that held frame (the residual, as in Yang et al. 2022's residual video diffusion): a residual of zero is the
+copy-last-frame baseline, so a continuation has to learn the motion, not the digits' appearance again. In generation
+nothing is held and the residual is the clip itself. Two first versions diffused the frames themselves (with and
+without Min-SNR weights) and both ignored their given frames after 15 minutes of training: their error at t = T - 1
+was the same with another clip's frames given.
+
+In training, each clip gives its first k frames, with k = 0 for a share ``model.p_free`` of clips (generation) and k
+uniform in 1..T-1 otherwise (continuation, as in masked conditional video diffusion, Voleti et al. 2022). The loss is
+the plain v-prediction MSE (Salimans & Ho 2022) on the frames not given, at timesteps drawn from a cosine schedule:
+plain, because Min-SNR-γ weights (``model.min_snr_gamma``) give the noisiest timesteps almost no weight (2e-9 at
+t = T - 1), and those are where a continuation must be read from the given frames. An EMA copy (network "ema")
+samples, continues, evaluates and gives the validation loss.
 
 Sampling runs DDIM (deterministic, ``model.sample_steps``) from diffusers' schedulers. Continuing a clip gives the
 network its first frames and returns them unchanged followed by the new ones; a future longer than fits in one
@@ -49,7 +57,7 @@ class VDMConfig:
     attention_levels: int = 1  # lowest levels with attention across frames (the middle block always has it)
     timesteps: int = 1000  # diffusion steps T of training
     beta_schedule: Literal["squaredcos_cap_v2", "linear"] = "squaredcos_cap_v2"  # cosine (Nichol & Dhariwal) or linear
-    min_snr_gamma: float = 5.0  # Min-SNR-γ loss weights (Hang et al. 2023); 0 = plain MSE
+    min_snr_gamma: float = 0.0  # Min-SNR-γ loss weights (Hang et al. 2023); 0 = plain v-MSE (see the docstring)
     ema_decay: float = 0.995  # EMA of the weights, warmed up as min(decay, (1 + step) / (10 + step))
     p_free: float = 0.4  # share of training clips given no frames (generation); the rest give their first 1..T-1
     sample_steps: int = 25  # DDIM steps in sample(), continue_clip(), previews and evaluation
@@ -78,6 +86,7 @@ class VDM(Family):
     modality = "video"
     data_interface = "clips"
     cites = ("Ho et al. 2022, Video Diffusion Models; Voleti et al. 2022, MCVD: Masked Conditional Video Diffusion; "
+             "Yang et al. 2022, Diffusion Probabilistic Modeling for Video Generation (residuals); "
              "Song et al. 2021, Denoising Diffusion Implicit Models")
     hints = ("genlab continue {run} --held-out 0 --frames 10",)  # a held-out clip: works on any run
     Config = VDMConfig
@@ -108,7 +117,8 @@ class VDM(Family):
 
     def _betas(self) -> dict[str, Any]:
         return {"num_train_timesteps": self.config.timesteps, "beta_schedule": self.config.beta_schedule,
-                "prediction_type": "v_prediction", "clip_sample": True, "timestep_spacing": "trailing"}
+                "prediction_type": "v_prediction", "clip_sample": True, "clip_sample_range": 2.0,  # a change: [-2, 2]
+                "timestep_spacing": "trailing"}
 
     def architecture(self) -> dict[str, Any]:
         arch = super().architecture()
@@ -125,9 +135,11 @@ class VDM(Family):
         """(B,) v-prediction MSE of each clip over the frames it does not give; ``given``: (B,) frames given."""
         frames = torch.arange(x.shape[1], device=x.device)
         mask = (frames[None, :] < given[:, None]).float()[:, :, None, None, None]  # (B, T, 1, 1, 1)
-        x_t = self.noise_.add_noise(x, noise, t)  # (B, T, C, H, W)
-        v = self.noise_.get_velocity(x, noise, t)  # the target: sqrt(a_t) eps - sqrt(1 - a_t) x_0
-        pred = net(x_t, t, hold_last(x, given), mask)
+        cond = hold_last(x, given)  # (B, T, C, H, W) the given frames, the last one held
+        r = x - cond  # 1. what the diffusion models: the change since the last given frame (the clip, if none)
+        x_t = self.noise_.add_noise(r, noise, t)  # 2. noised
+        v = self.noise_.get_velocity(r, noise, t)  # the target: sqrt(a_t) eps - sqrt(1 - a_t) r
+        pred = net(x_t, t, cond, mask)
         free = 1 - mask
         return ((pred.float() - v).pow(2) * free).sum((1, 2, 3, 4)) / (free.sum((1, 2, 3, 4)) * x[0, 0].numel())
 
@@ -249,7 +261,7 @@ class VDM(Family):
                     v = net(xs, t.expand(len(xs)).to(device), cond, m).float()  # 1. predict v at x_t
                     xs = scheduler.step(v, t, xs).prev_sample  # 2. x_t -> x_{t-1}
                     advance()
-                xs = torch.where(mask.bool(), cond, xs)  # the given frames exactly as given
+                xs = torch.where(mask.bool(), cond, cond + xs)  # 3. the held frame plus its change; given as given
                 out.append(xs.float().clamp(-1, 1).cpu())
         return torch.cat(out)
 

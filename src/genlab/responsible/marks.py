@@ -128,7 +128,7 @@ class ImageMarks(Marks):
         from genlab.responsible.image_watermark import MIN_SIZE
 
         self.payload = release.identity.payload
-        _, h, w = release.run.data.shape  # (C, H, W) of the run's images
+        h, w = release.run.data.shape[-2:]  # the run's images (C, H, W) or clips' frames (T, C, H, W)
         self.too_small = min(h, w) < MIN_SIZE  # e.g. 8x8 digits: too few pixels to carry 48 coded bits
         self.note = f"images under {MIN_SIZE}x{MIN_SIZE} pixels cannot carry the watermark; signed only" \
             if self.too_small else ""
