@@ -138,6 +138,23 @@ def png_bad_crc() -> bytes:
 
 
 GOOD_PNG = png(8, 8)
+
+
+def gif(frames: int = 4, side: int = 32, *, sizes: tuple[int, ...] = ()) -> bytes:
+    """An animated grey GIF of a bright square moving right (every frame ``side`` pixels, or ``sizes`` in turn)."""
+    import io
+
+    from PIL import Image
+
+    pics = []
+    for i in range(frames):
+        s = sizes[i % len(sizes)] if sizes else side
+        im = Image.new("L", (s, s), 0)
+        im.paste(255, (2 * i % max(1, s - 4), 4, 2 * i % max(1, s - 4) + 4, 8))
+        pics.append(im)
+    buf = io.BytesIO()
+    pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=100, loop=0)
+    return buf.getvalue()
 NOT_A_PNG = b"this is text, not an image\n"
 BINARY = bytes(range(256)) * 64  # NUL bytes and every other byte
 INVALID_UTF8 = b"def f():\n    return '\xff\xfe\xc3\x28'\n"  # no NUL byte, but not UTF-8

@@ -122,6 +122,9 @@ BASES = {
     "vae": ["train", "vae", "--data", "digits", "--set", "model.latent_dim=4", "--set", "model.width=4",
             "--set", "model.hidden=16"],
     "copula": ["train", "copula", "--data", "diabetes"],
+    "vdm": ["train", "vdm", "--data", "moving-digits", "--set", "data.frames=4", "--set", "data.size=32",
+            "--set", "model.widths=[16, 32]", "--set", "model.norm_groups=8", "--set", "model.timesteps=100",
+            "--set", "model.sample_steps=3"],
     "music": ["train", "gpt", "--data", "tunes", *TEXT_NET, "--set", "model.block_size=128"],
 }
 

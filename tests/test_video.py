@@ -123,6 +123,7 @@ def test_continue_cli_and_bad_input(vrun, tmp_path):
         "short": genlab_cli("continue", vrun.path, good, "--frames", "2", "--given", "9"),
         "mixed": genlab_cli("continue", vrun.path, mixed, "--frames", "2"),
         "zero": genlab_cli("continue", vrun.path, good, "--frames", "0"),
+        "huge": genlab_cli("continue", vrun.path, good, "--frames", "1000000000"),  # refused, not run for ever
     }
     # Assert
     assert ok.returncode == 0 and held.returncode == 0, ok.stderr + held.stderr
@@ -132,4 +133,4 @@ def test_continue_cli_and_bad_input(vrun, tmp_path):
     assert "truncated" in bad["truncated"].stderr
     assert "4 frame(s)" in bad["short"].stderr
     assert "mixed sizes" in bad["mixed"].stderr
-    assert "--frames" in bad["zero"].stderr
+    assert "--frames" in bad["zero"].stderr and "--frames" in bad["huge"].stderr

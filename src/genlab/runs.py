@@ -1,9 +1,9 @@
 """Runs: a run is a folder holding everything about one trained model (``runfiles.py`` names its files).
 
 ``Run`` is the use-case face of a run folder: ``sample`` (generate, watermark, and return outputs that save
-themselves, signed), ``vary``, ``interpolate`` and ``continue_clip`` (for families that can), ``evaluate``, ``audit``, ``detect``,
-``write_card`` and ``export``. The command line and the HTTP API call these; nothing here tests a modality's or a
-family's name: what differs comes from the run's modality plugin and its family.
+themselves, signed), ``vary``, ``interpolate`` and ``continue_clip`` (for families that can), ``evaluate``,
+``audit``, ``detect``, ``write_card`` and ``export``. The command line and the HTTP API call these; nothing here
+tests a modality's or a family's name: what differs comes from the run's modality plugin and its family.
 """
 
 from __future__ import annotations
@@ -93,11 +93,11 @@ class Run:
         self._check_outputs_fit(n, options)
         return self.release.sample(n, seed=seed, watermark=watermark, **options)
 
-    def _check_outputs_fit(self, n: int, options: dict[str, Any]) -> None:
+    def _check_outputs_fit(self, n: int, options: dict[str, Any], fix: str = "ask for fewer (--n)") -> None:
         """Refuse, before any is made, ``n`` outputs that would not fit in memory (the modality's estimate)."""
         from genlab.memory import require
 
-        require(self.modality.output_bytes(self.model, n, options), f"making {n:,} outputs", "ask for fewer (--n)")
+        require(self.modality.output_bytes(self.model, n, options), f"making {n:,} outputs", fix)
 
     def vary(self, image: Any, n: int, *, watermark: bool | None = None, **options: Any) -> Any:
         """Variations of the user's image (families with ``vary``), watermarked and attached like samples."""
@@ -135,7 +135,8 @@ class Run:
             if not 0 <= held_out < count:
                 raise BadArgument("held_out", f"must be a held-out clip from 0 to {count - 1}, got {held_out}")
             clip = self.data.raw("val", [held_out])[0]  # (T, C, H, W)
-        self._check_outputs_fit(options.get("n", 1), {})
+        self._check_outputs_fit(options.get("n") or 1, {"frames": frames},
+                                "ask for fewer frames (--frames) or futures (--n)")
         out = extend(clip, frames, **options)
         if held_out is not None:
             future = clip[out.given : out.given + frames]

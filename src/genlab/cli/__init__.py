@@ -60,10 +60,10 @@ def _verb(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 for name, verb in (("train", runs.train), ("sample", generate.sample), ("vary", generate.vary),
-                   ("interpolate", generate.interpolate), ("continue", generate.continue_), ("eval", runs.eval_), ("export", runs.export),
-                   ("runs", runs.runs), ("demo", runs.demo), ("verify", release.verify), ("detect", release.detect),
-                   ("audit", release.audit), ("card", release.card), ("fill", text.fill), ("embed", text.embed),
-                   ("complete", text.complete), ("serve", serve.serve),
+                   ("interpolate", generate.interpolate), ("continue", generate.continue_), ("eval", runs.eval_),
+                   ("export", runs.export), ("runs", runs.runs), ("demo", runs.demo), ("verify", release.verify),
+                   ("detect", release.detect), ("audit", release.audit), ("card", release.card), ("fill", text.fill),
+                   ("embed", text.embed), ("complete", text.complete), ("serve", serve.serve),
                    ("recommend", recommend.recommend), ("tune", tune.tune)):
     app.command(name)(_verb(verb))
 data_app.command("list")(_verb(runs.data_list))

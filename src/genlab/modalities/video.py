@@ -170,7 +170,9 @@ class VideoModality(Modality):
     )
 
     def output_bytes(self, model: Any, n: int, options: dict[str, Any]) -> int:
-        return n * math.prod(model.shape_) * 4 * 4  # the noise, the result and two working copies in float32
+        """The noise, the result and two working copies in float32 of ``n`` clips (continued by ``frames``)."""
+        frames = model.shape_[0] + options.get("frames", 0)
+        return n * frames * math.prod(model.shape_[1:]) * 4 * 4
 
     def prepare(self, source: Any, config: VideoDataConfig, folder: Path) -> VideoData:
         return prepare_video(source, config, folder)

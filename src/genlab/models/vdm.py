@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
+from genlab.data.clips import MAX_FRAMES
 from genlab.data.images import from_unit, to_unit
 from genlab.data.video import VideoData
 from genlab.errors import BadArgument, GenlabError
@@ -214,6 +215,8 @@ class VDM(Family):
         ``given`` defaults to T - frames (at least 1, at most T - 1), capped by the clip's length."""
         check_count("frames", frames)
         check_count("n", n)
+        if frames > MAX_FRAMES:
+            raise BadArgument("frames", f"must be at most {MAX_FRAMES:,}, got {frames:,}")
         t_model = self.shape_[0]
         k = given if given is not None else max(1, min(t_model - frames, len(clip), t_model - 1))
         check_count("given", k)
