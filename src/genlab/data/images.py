@@ -169,7 +169,12 @@ def _conform(images: np.ndarray, cfg: ImageDataConfig, name: str) -> np.ndarray:
 
 
 def fit_image(image: np.ndarray, shape: tuple[int, int, int]) -> torch.Tensor:
-    """A user's uint8 (C, H, W) image as a model input (1, C, H, W) in [-1, 1].
+    """A user's uint8 (C, H, W) image as a model input (1, C, H, W) in [-1, 1] (``fit_pixels``, then scaled)."""
+    return to_unit(fit_pixels(image, shape))[None]
+
+
+def fit_pixels(image: np.ndarray, shape: tuple[int, int, int], *, what: str = "image") -> np.ndarray:
+    """A user's uint8 (C, H, W) image (or a clip's frame: ``what``) as uint8 of the model's ``shape``.
 
     It gets the same resize (shorter side) and centre crop as images in a user folder. A channel mismatch is an
     error, not a silent conversion: the user decides whether colour should be dropped.
@@ -179,14 +184,14 @@ def fit_image(image: np.ndarray, shape: tuple[int, int, int]) -> torch.Tensor:
     image = np.asarray(image)
     c, h, w = shape
     if image.ndim != 3 or image.dtype != np.uint8:
-        raise GenlabError(f"the image must be uint8 (C, H, W), got {image.dtype} of shape {image.shape}")
+        raise GenlabError(f"the {what} must be uint8 (C, H, W), got {image.dtype} of shape {image.shape}")
     if image.shape[0] != c:
         kinds = {1: "grey (1 channel)", 3: "RGB (3 channels)"}
-        raise GenlabError(f"this model makes {kinds.get(c, f'{c}-channel')} images but the image is "
+        raise GenlabError(f"this model makes {kinds.get(c, f'{c}-channel')} {what}s but the {what} is "
                           f"{kinds.get(image.shape[0], f'{image.shape[0]}-channel')}; convert it first")
     if image.shape[1:] != (h, w):
         image = np.asarray(_square(to_pil(image), h)).reshape(h, w, c).transpose(2, 0, 1)
-    return to_unit(image)[None]
+    return image
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -73,29 +73,17 @@ class Continuation(Clips):
 
 
 def fit_clip(clip: Any, shape: tuple[int, int, int], *, need: int) -> np.ndarray:
-    """A user's uint8 clip (K, C, H, W) as the model's frames (C, H, W), with at least ``need`` frames."""
-    from genlab.data.video import conform
+    """A user's uint8 clip (K, C, H, W) as the model's frames (C, H, W), with at least ``need`` frames; each frame
+    is fitted as a user's image is (same resize and crop, a channel mismatch refused)."""
+    from genlab.data.images import fit_pixels
 
     clip = np.asarray(clip)
     if clip.dtype != np.uint8 or clip.ndim != 4:
         raise GenlabError(f"the clip must be uint8 (frames, C, H, W), got {clip.dtype} of shape {clip.shape}")
-    c, h, w = shape
-    if clip.shape[1] != c:
-        kinds = {1: "grey (1 channel)", 3: "RGB (3 channels)"}
-        raise GenlabError(f"this model makes {kinds.get(c, f'{c}-channel')} clips but the clip is "
-                          f"{kinds.get(clip.shape[1], f'{clip.shape[1]}-channel')}; convert it first")
     if len(clip) < need:
         raise GenlabError(f"the clip has {len(clip)} frame(s); continuing it from its first {need} needs at least "
                           f"{need} (give fewer with --given)")
-    if clip.shape[2:] != (h, w):
-        if clip.shape[2] != clip.shape[3]:
-            from genlab.data.images import _square
-            from genlab.sample.images import to_pil
-
-            frames = [np.asarray(_square(to_pil(f), h)).reshape(h, w, c).transpose(2, 0, 1) for f in clip]
-            return np.stack(frames)
-        return conform(clip[None], h, c)[0]
-    return clip
+    return np.stack([fit_pixels(frame, shape, what="clip") for frame in clip])
 
 
 class VideoMarks(ImageMarks):
