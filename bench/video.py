@@ -61,8 +61,8 @@ def speed(run: genlab.Run, steps: int, rounds: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=1100, help="training steps (the learning-rate schedule spans them)")
-    ap.add_argument("--minutes", type=float, default=14.0, help="training budget: stops earlier on a slow machine")
+    ap.add_argument("--steps", type=int, default=330, help="training steps (the learning-rate schedule spans them)")
+    ap.add_argument("--minutes", type=float, default=12.0, help="training budget: stops earlier on a slow machine")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "video"))
     ap.add_argument("--set", action="append", default=[], help="extra overrides, section.key=value")
     ap.add_argument("--n", type=int, default=100, help="clips generated and continued for the metrics")
@@ -102,11 +102,10 @@ def main() -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=float))
 
-    print(f"\n{'future frame':<14}" + "".join(f"{m + ' ' + k:>18}" for k in ("mse", "ssim")
-                                             for m in ("model", "copy_last", "linear")))
+    names = [m for m in ("model", "predictor", "copy_last", "linear", "blank") if f"mse_{m}" in curves]
+    print(f"\n{'future frame':<14}" + "".join(f"{m + ' ' + k:>17}" for k in ("mse", "ssim") for m in names))
     for j in range(len(curves["mse_model"])):
-        print(f"{j + 1:<14}" + "".join(f"{curves[f'{k}_{m}'][j]:>18.4f}" for k in ("mse", "ssim")
-                                       for m in ("model", "copy_last", "linear")))
+        print(f"{j + 1:<14}" + "".join(f"{curves[f'{k}_{m}'][j]:>17.4f}" for k in ("mse", "ssim") for m in names))
     print(f"\n{'metric':<44}{'value':>14}")
     report_rows = {k: v for k, v in report.items() if k != "per_frame"}
     table = {k: v for k, v in result.items() if k not in ("report", "speed", "overrides", "images")}

@@ -16,6 +16,7 @@ from genlab.data.video import CANVAS, DIGIT, moving_clip, trajectories
 from genlab.evaluate.video import copy_last, linear, ssim
 from genlab.modalities.video import Clips
 from genlab.models.vdm import VDM
+from genlab.models.video_motion import MotionNet, motion_loss, warp
 from genlab.responsible.verify import verify
 
 TINY = [*VDM.example["set"], "train.max_steps=20", "train.eval_every=20", "train.eval_batches=2",
@@ -76,6 +77,64 @@ def test_sample_shape_and_continuation_keeps_the_given_frames(vrun, tmp_path):
     assert (folder / "continued-0000.png").is_file() and (folder / "sheet.png").is_file()
 
 
+def test_predictor_alone_is_deterministic(vrun):
+    clip = vrun.data.raw("val", [1])[0]
+    # Run: 0 steps is the motion predictor alone, no noise drawn
+    a = vrun.continue_clip(clip, 5, given=2, steps=0, seed=1)
+    b = vrun.continue_clip(clip, 5, given=2, steps=0, seed=2)
+    # Assert
+    assert (np.asarray(a) == np.asarray(b)).all() and (np.asarray(a)[0, :2] == clip[:2]).all()
+    with pytest.raises(genlab.GenlabError, match="at least 1"):
+        vrun.sample(1, steps=0)  # a clip from nothing needs the diffusion
+
+
+def test_warp_moves_pixels_along_the_flow():
+    frame = torch.full((1, 1, 16, 16), -1.0)
+    frame[0, 0, 4:8, 4:8] = 1
+    flows = torch.zeros(1, 3, 2, 16, 16)
+    flows[0, 0, 0] = 3  # 3 pixels to the right
+    flows[0, 1, 1] = -2  # 2 pixels up
+    flows[0, 2, 0] = 0.5  # half a pixel: the square's light is shared, none of it lost
+    # Run
+    out = warp(frame, flows)
+    # Assert
+    assert torch.equal(out[0, 0, 0], torch.roll(frame[0, 0], 3, dims=1))
+    assert torch.equal(out[0, 1, 0], torch.roll(frame[0, 0], -2, dims=0))
+    assert torch.isclose(((out[0, 2] + 1) / 2).sum(), torch.tensor(16.0))
+
+
+def test_motion_predictor_learns_to_move_a_square():
+    # Setup: a bright square moving 2 px right a frame; 3 frames read, 2 to predict
+    gen = torch.Generator().manual_seed(0)
+
+    def batch(n):
+        x = torch.full((n, 5, 1, 32, 32), -1.0)
+        y0 = torch.randint(2, 20, (n,), generator=gen)
+        x0 = torch.randint(2, 10, (n,), generator=gen)
+        for i in range(n):
+            for f in range(5):
+                x[i, f, 0, y0[i] : y0[i] + 8, x0[i] + 2 * f : x0[i] + 2 * f + 8] = 1
+        return x
+
+    torch.manual_seed(0)
+    net = MotionNet(channels=1, context=3, horizon=2, widths=(16, 32), groups=8)
+    opt = torch.optim.AdamW(net.parameters(), 2e-3)
+    real = torch.ones(16, 3, dtype=torch.bool)
+    test = batch(16)
+    copy = motion_loss(test[:, 2:3].expand(-1, 2, -1, -1, -1), test[:, 3:], torch.ones(16, 2)).mean()
+    # Run
+    for _ in range(60):
+        x = batch(16)
+        loss = motion_loss(warp(x[:, 2], net(x[:, :3], real)), x[:, 3:], torch.ones(16, 2)).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    with torch.no_grad():
+        after = motion_loss(warp(test[:, 2], net(test[:, :3], real)), test[:, 3:], torch.ones(16, 2)).mean()
+    # Assert: the predictor moves the square, well past copying the last frame
+    assert after < 0.5 * copy, (float(after), float(copy))
+
+
 def test_watermark_survives_on_every_frame(vrun, tmp_path):
     # Setup: real clips (digits on black, as a trained model makes them) through the run's release layer
     clips = vrun.release.made(Clips(vrun.data.raw("val", [0, 1])), action="test")
@@ -100,7 +159,8 @@ def test_eval_scores_clips_and_continuation(vrun):
     report = vrun.evaluate(n=4, given=2, save=False)
     curves = report["per_frame"]
     assert len(curves["fid"]) == 4 and report["given"] == 2 and report["feature_net_task"] == "classes"
-    for name in ("model", "copy_last", "linear"):
+    assert report["predictor"]["name"] and isinstance(report["predictor"]["beats_copy_last_1_5"], bool)
+    for name in ("model", "copy_last", "linear", "predictor"):
         assert len(curves[f"mse_{name}"]) == len(curves[f"ssim_{name}"]) == 2  # the two frames after the prompt
     assert report["copy_last"]["mse"] == pytest.approx(np.mean(curves["mse_copy_last"]), abs=1e-6)
     assert report["motion"] > 0 and isinstance(report["beats_copy_last_1_5"], bool)

@@ -141,7 +141,8 @@ def continue_(
                                                          "your own; its true future is shown under the prediction")]
     = None,
     n: Annotated[int, typer.Option("--n", help="futures to make from the same frames")] = 1,
-    steps: Annotated[Optional[int], typer.Option(help="denoising steps (default: the run's model.sample_steps)")]
+    steps: Annotated[Optional[int], typer.Option(help="denoising steps (default: the run's model.sample_steps); 0: "
+                                                      "the motion predictor's frames alone, deterministic")]
     = None,
     seed: Seed = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="new folder for the GIF and contact sheet")] = None,

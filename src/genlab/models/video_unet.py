@@ -63,11 +63,31 @@ class Level(nn.Module):
         return h
 
 
+class Head(nn.Module):
+    """A full-resolution ResNet block over the patches' output and the inputs: (B*T, 3C+1, H, W) -> (B*T, C, H, W).
+
+    Through 4x4 patches alone the UNet must pass each pixel's noise through its whole depth to remove it, and after
+    14 minutes it did not: a single DDIM step at t = 39 left grain that took the SSIM of a continuation from 0.72 to
+    0.47. This block sees every pixel; it starts at zero (the patches' output unchanged)."""
+
+    def __init__(self, channels: int, width: int, temb: int, groups: int) -> None:
+        super().__init__()
+        self.conv_in = nn.Conv2d(3 * channels + 1, width, 3, padding=1)
+        self.block = ResnetBlock2D(in_channels=width, out_channels=width, temb_channels=temb,
+                                   groups=min(groups, width))
+        self.conv_out = nn.Conv2d(width, channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        return self.conv_out(F.silu(self.block(self.conv_in(h), temb)))
+
+
 class VideoUNet(nn.Module):
     """(B, T, C, H, W) noisy clip + given frames + mask, (B,) timesteps -> (B, T, C, H, W) prediction."""
 
     def __init__(self, *, channels: int, frames: int, widths: tuple[int, ...], patch: int, layers: int,
-                 groups: int, attention_levels: int) -> None:
+                 groups: int, attention_levels: int, head: int = 0) -> None:
         super().__init__()
         self.patch, self.out_channels = patch, channels
         temb = 4 * widths[0]
@@ -89,12 +109,13 @@ class VideoUNet(nn.Module):
             c_in = widths[i]
         self.norm_out = nn.GroupNorm(groups, widths[0])
         self.conv_out = nn.Conv2d(widths[0], channels * patch * patch, 3, padding=1)
+        self.head = Head(channels, head, temb, groups) if head else None
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, given: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, frames, c, height, width = x.shape  # (B, T, C, H, W)
         h = torch.cat([x, given, mask.expand(b, frames, 1, height, width).to(x.dtype)], 2)  # (B, T, 2C+1, H, W)
-        h = F.pixel_unshuffle(h.reshape(b * frames, 2 * c + 1, height, width), self.patch)  # (B*T, p*p*(2C+1), ...)
-        h = self.conv_in(h)
+        inputs = h.reshape(b * frames, 2 * c + 1, height, width)
+        h = self.conv_in(F.pixel_unshuffle(inputs, self.patch))  # (B*T, w0, H/p, W/p)
         temb = self.time_embedding(self.time_proj(t).to(h.dtype)).repeat_interleave(frames, 0)  # (B*T, 4 w0)
         skips = []
         for level, down in zip(self.down, self.downsamplers):
@@ -105,4 +126,7 @@ class VideoUNet(nn.Module):
         for level, up in zip(self.up, self.upsamplers):
             h = up(level(torch.cat([h, skips.pop()], 1), temb, frames))
         h = self.conv_out(F.silu(self.norm_out(h)))  # (B*T, C*p*p, H/p, W/p)
-        return F.pixel_shuffle(h, self.patch).reshape(b, frames, c, height, width)
+        h = F.pixel_shuffle(h, self.patch)  # (B*T, C, H, W)
+        if self.head is not None:
+            h = h + self.head(torch.cat([h, inputs], 1), temb)  # 4. per-pixel refinement at full resolution
+        return h.reshape(b, frames, c, height, width)
