@@ -18,7 +18,8 @@ uniform in 1..T-1 otherwise (continuation, as in masked conditional video diffus
 the plain v-prediction MSE (Salimans & Ho 2022) on the frames not given, at timesteps drawn from a cosine schedule
 (plain, because Min-SNR-γ weights, ``model.min_snr_gamma``, give the noisiest timesteps almost no weight), plus the
 predictor's multi-scale MSE (``motion_loss``) on ``motion_windows`` windows of each clip; the UNet's condition is
-computed without gradients, so each network learns from its own loss. EMA copies ("ema", "ema_motion") sample, continue, evaluate and give the validation loss.
+computed without gradients, so each network learns from its own loss. EMA copies ("ema", "ema_motion") sample,
+continue, evaluate and give the validation loss.
 
 Sampling runs DDIM (deterministic, ``model.sample_steps``) from diffusers' schedulers. Continuing a clip gives the
 network its first frames and returns them unchanged followed by the new ones; a future longer than fits in one
@@ -174,9 +175,7 @@ class VDM(Family):
             if not len(rows):
                 break
             n = have[rows]
-            src = n[:, None] - k + torch.arange(k, device=x.device)[None]  # (b, K) the frames the predictor reads
-            real = src >= 0
-            context = pick(seq[rows], src.clamp(min=0)) * real[:, :, None, None, None].to(x.dtype)  # (b, K, C, H, W)
+            context, real = latest(seq[rows], n, n, k)  # (b, K, C, H, W): every frame known so far may be read
             moved = warp(pick(seq[rows], (n - 1)[:, None])[:, 0], motion(context, real)).to(x.dtype)  # 2. (b, F, ...)
             ahead = pos[None, :] - n[:, None]  # (b, T): which of the moved frames each frame is
             fill = ((ahead >= 0) & (ahead < horizon))[:, :, None, None, None]
@@ -239,11 +238,8 @@ class VDM(Family):
         win = win.reshape(b * r, k + h, *x.shape[2:])
         seen = torch.where(torch.rand(b * r, device=x.device) < 0.5, k,
                            torch.randint(2, k + 1, (b * r,), device=x.device))  # frames read, latest last
-        slots = self.config.motion_context
-        real = torch.arange(slots, device=x.device)[None] >= slots - seen[:, None]  # (B R, slots)
-        context = torch.zeros((b * r, slots, *x.shape[2:]), dtype=x.dtype, device=x.device)
-        context[:, -k:] = win[:, :k]
-        context = context * real[:, :, None, None, None].to(x.dtype)
+        end = torch.full((b * r,), k, device=x.device)
+        context, real = latest(win, end, seen, self.config.motion_context)
         moved = warp(win[:, k - 1], motion(context, real))[:, :h]  # (B R, H, C, H, W)
         return motion_loss(moved, win[:, k:], torch.ones((b * r, h), device=x.device))
 
@@ -343,12 +339,12 @@ class VDM(Family):
     def _device(self) -> torch.device:
         return next(self.networks_["ema"].parameters()).device
 
-    @torch.no_grad()
     def predict(self, given: torch.Tensor, frames: int) -> torch.Tensor:
         """The motion predictor's ``frames`` frames after each clip of ``given`` (B, K, C, H, W): ``extend`` with
         no diffusion steps, the deterministic part of the model (video_report scores it beside the samples)."""
         return self.extend(given, frames, steps=0)
 
+    @torch.no_grad()
     def _denoise(self, x: torch.Tensor, window: torch.Tensor, context: int, scheduler: Any, what: str) -> torch.Tensor:
         """DDIM from noise ``x`` (B, T, C, H, W) given the first ``context`` frames of ``window``; on the CPU.
         With no scheduler (0 steps) the residual is zero: the predictor's frames."""
@@ -391,3 +387,12 @@ class VDM(Family):
 def pick(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Frames of each clip: ``x`` (B, T, C, H, W) at ``index`` (B, N) -> (B, N, C, H, W)."""
     return x.gather(1, index[:, :, None, None, None].expand(-1, -1, *x.shape[2:]))
+
+
+def latest(x: torch.Tensor, end: torch.Tensor, seen: torch.Tensor, slots: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the predictor reads: the ``slots`` frames of each clip ``x`` (B, T, C, H, W) before frame ``end`` (B,),
+    the last of them in the last slot, those older than the ``seen`` (B,) latest (or before the clip) zeroed:
+    (B, slots, C, H, W) and the (B, slots) mask of real frames."""
+    src = end[:, None] - slots + torch.arange(slots, device=x.device)[None]  # (B, slots) frame indices
+    real = (src >= (end - seen)[:, None]) & (src >= 0)
+    return pick(x, src.clamp(min=0)) * real[:, :, None, None, None].to(x.dtype), real
